@@ -1,0 +1,99 @@
+"""authapp: create_app() builds the app: config, extensions, blueprints, error handlers."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from hypercorn.middleware import ProxyFixMiddleware
+from quart import Quart, Response, request
+
+from .blueprints import api, auth, docs, protected
+from .config import ConfigError, Settings, load_settings, with_development_secret
+from .csrf import csrf_token
+from .embedded import start_embedded_postgres
+from .errors import register_error_handlers
+from .extensions import current_account, init_extensions
+from .wrappers import AuthappRequest
+
+__all__ = ["ConfigError", "create_app"]
+
+# No inline script or style anywhere, so the policy can stay this strict.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def resolve_settings(config: Mapping[str, Any] | None = None) -> Settings:
+    """The settings with what development fills in: a kept secret and an embedded database."""
+    settings = load_settings(config)
+    instance_path = Path(settings.instance_path).resolve()
+    settings = with_development_secret(settings, instance_path)
+    if settings.env == "testing" and not settings.secret_key:
+        settings = replace(settings, secret_key=secrets.token_urlsafe(48))
+    if not settings.database_url:
+        if settings.env != "development":
+            raise ConfigError("AUTHAPP_DATABASE_URL is required outside development")
+        settings = replace(settings, database_url=start_embedded_postgres(instance_path))
+    return replace(settings, instance_path=str(instance_path))
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Quart:
+    """Build the app: defaults, then AUTHAPP_* environment variables, then `config`."""
+    settings = resolve_settings(config)
+    logging.getLogger("authapp").setLevel(settings.log_level.upper())
+
+    app = Quart(__name__, instance_path=settings.instance_path)
+    app.request_class = AuthappRequest
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),
+        TESTING=settings.env == "testing",
+        MAX_CONTENT_LENGTH=settings.max_body_size,
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+        # Quart's signed cookie session carries only the CSRF token and flash messages.
+        SESSION_COOKIE_NAME=settings.csrf_cookie_name,
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE=settings.cookie_samesite,
+        SESSION_COOKIE_PATH="/",
+    )
+    init_extensions(app, settings)
+    for blueprint in (auth.bp, protected.bp, api.bp, docs.bp):
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+
+    app.jinja_env.globals["csrf_token"] = csrf_token
+
+    @app.context_processor
+    async def page_context() -> dict[str, Any]:
+        return {
+            "nav_account": await current_account(),
+            "password_min_length": settings.password_min_length,
+        }
+
+    app.after_request(add_security_headers)
+    if settings.trusted_proxy_hops:
+        # Only then do X-Forwarded-For/-Proto count, and only the hops we trust.
+        app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]
+            app.asgi_app, mode="legacy", trusted_hops=settings.trusted_proxy_hops
+        )
+    return app
+
+
+async def add_security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("X-Frame-Options", "DENY")
+    if response.mimetype == "text/html":
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    # Answers are per user unless they are static files, which set their own caching.
+    if "Cache-Control" not in headers and request.endpoint not in {"static", "docs.docs_asset"}:
+        headers["Cache-Control"] = "no-store"
+    return response

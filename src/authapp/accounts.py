@@ -1,0 +1,75 @@
+"""Accounts: the rules for registering and signing in, shared by the JSON API and the pages."""
+
+from __future__ import annotations
+
+import logging
+
+from .config import Settings
+from .database import Database
+from .errors import APIError, validation_error
+from .models.users import User, insert_user, select_user_by_email, update_user_password_hash
+from .passwords import PasswordHashing, PasswordPolicyError, check_policy, normalize_password
+from .sessions import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def invalid_credentials() -> APIError:
+    # One answer for an unknown email, a wrong password and an inactive account.
+    return APIError(401, "INVALID_CREDENTIALS", "Email or password is wrong.")
+
+
+def default_display_name(email: str) -> str:
+    return email.split("@", 1)[0][:100].strip() or "user"
+
+
+async def register(
+    db: Database,
+    hashing: PasswordHashing,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    display_name: str | None,
+) -> User:
+    try:
+        password = check_policy(password, min_length=settings.password_min_length, email=email)
+    except PasswordPolicyError as error:
+        raise validation_error("password", error.message, error.type) from None
+    # Hash before looking at the table, so a taken email costs the same time as a free one.
+    password_hash = await hashing.hash(password)
+    async with db.connection() as connection:
+        user = await insert_user(
+            connection,
+            email=email,
+            password_hash=password_hash,
+            display_name=display_name or default_display_name(email),
+            now=utcnow(),
+        )
+    if user is None:
+        raise APIError(409, "EMAIL_TAKEN", "An account with this email already exists.")
+    log.info("registered user %s", user.id)
+    return user
+
+
+async def authenticate(
+    db: Database, hashing: PasswordHashing, *, email: str, password: str
+) -> User:
+    """Return the active user with this email and password, or raise INVALID_CREDENTIALS.
+
+    Unknown emails verify a dummy hash, so the answer takes as long either way.
+    """
+    password = normalize_password(password)
+    async with db.connection() as connection:
+        user = await select_user_by_email(connection, email)
+    if user is None:
+        await hashing.verify_dummy(password)
+        raise invalid_credentials()
+    if not await hashing.verify(user.password_hash, password) or not user.is_active:
+        raise invalid_credentials()
+    if hashing.needs_rehash(user.password_hash):
+        new_hash = await hashing.hash(password)
+        async with db.connection() as connection:
+            await update_user_password_hash(connection, user.id, new_hash, utcnow())
+        log.info("upgraded the password hash of user %s", user.id)
+    return user

@@ -1,0 +1,1 @@
+"""The HTTP layer: blueprints parse, validate, call a service and shape the answer."""

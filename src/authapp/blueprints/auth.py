@@ -1,0 +1,154 @@
+"""The sign-in pages: forms for login and registration, and logout, all behind CSRF checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, ResponseReturnValue, flash, redirect, render_template, request
+from quart_auth import current_user
+from quart_rate_limiter import rate_exempt, rate_limit
+from quart_schema import DataSource, RequestSchemaValidationError, hide, validate_request
+
+from .. import accounts
+from ..csrf import check_csrf, rotate_csrf_token
+from ..errors import APIError, ErrorDetail, details_from
+from ..extensions import (
+    LOGIN_LIMITS,
+    REGISTER_LIMITS,
+    sign_in,
+    sign_out,
+    start_client_session,
+    state,
+)
+from ..redirects import safe_next
+from ..schemas import DisplayName, Email, LoginEmail, Password
+
+bp = Blueprint("auth", __name__, url_prefix="/auth")
+bp.before_request(check_csrf)
+
+_TEMPLATES = {"auth.login": "auth/login.html", "auth.register": "auth/register.html"}
+_KEPT_FIELDS = ("email", "display_name")  # re-filled after an error; passwords never are
+
+
+async def _form_page(
+    endpoint: str,
+    *,
+    status: int = 200,
+    errors: list[ErrorDetail] | None = None,
+    message: str | None = None,
+) -> ResponseReturnValue:
+    form = await request.form if request.method == "POST" else {}
+    values = {name: form.get(name, "") for name in _KEPT_FIELDS}
+    next_url = safe_next(form.get("next") or request.args.get("next"))
+    field_errors = {error.field: error.message for error in errors or []}
+    html = await render_template(
+        _TEMPLATES[endpoint], values=values, errors=field_errors, message=message, next=next_url
+    )
+    return html, status
+
+
+@bp.errorhandler(RequestSchemaValidationError)
+async def invalid_form(error: RequestSchemaValidationError) -> ResponseReturnValue:
+    details = details_from(error.validation_error)
+    return await _form_page(str(request.endpoint), status=400, errors=details)
+
+
+async def _signed_in_redirect() -> ResponseReturnValue | None:
+    if await current_user.is_authenticated:
+        return redirect(safe_next(request.args.get("next")))
+    return None
+
+
+class LoginForm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    email: LoginEmail
+    password: Password
+    remember: bool = False
+
+
+@bp.get("/login")
+@rate_exempt
+@hide
+async def login_page() -> ResponseReturnValue:
+    return await _signed_in_redirect() or await _form_page("auth.login")
+
+
+@bp.post("/login")
+@rate_limit(limits=LOGIN_LIMITS)
+@hide
+@validate_request(LoginForm, source=DataSource.FORM)
+async def login(data: LoginForm) -> ResponseReturnValue:
+    try:
+        await sign_in(data.email, data.password, remember=data.remember)
+    except APIError as error:
+        if error.code != "INVALID_CREDENTIALS":
+            raise
+        return await _form_page("auth.login", status=401, message=error.message)
+    rotate_csrf_token()
+    return redirect(safe_next((await request.form).get("next")))
+
+
+class RegisterForm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    email: Email
+    display_name: DisplayName | None = None
+    password: Password
+    password_confirm: str = Field(max_length=1024)
+
+    def __init__(self, **data: Any) -> None:
+        if data.get("display_name") == "":  # an empty optional field means "not given"
+            data["display_name"] = None
+        super().__init__(**data)
+
+
+@bp.get("/register")
+@rate_exempt
+@hide
+async def register_page() -> ResponseReturnValue:
+    return await _signed_in_redirect() or await _form_page("auth.register")
+
+
+@bp.post("/register")
+@rate_limit(limits=REGISTER_LIMITS)
+@hide
+@validate_request(RegisterForm, source=DataSource.FORM)
+async def register(data: RegisterForm) -> ResponseReturnValue:
+    if data.password != data.password_confirm:
+        mismatch = ErrorDetail(
+            field="password_confirm", message="The passwords do not match.", type="mismatch"
+        )
+        return await _form_page("auth.register", status=400, errors=[mismatch])
+    app_state = state()
+    try:
+        user = await accounts.register(
+            app_state.db,
+            app_state.hashing,
+            app_state.settings,
+            email=data.email,
+            password=data.password,
+            display_name=data.display_name,
+        )
+    except APIError as error:
+        if error.code == "EMAIL_TAKEN":
+            taken = ErrorDetail(field="email", message=error.message, type="taken")
+            return await _form_page("auth.register", status=409, errors=[taken])
+        if error.code == "VALIDATION_ERROR":
+            return await _form_page("auth.register", status=400, errors=error.details)
+        raise
+    await start_client_session(user, remember=False)
+    rotate_csrf_token()
+    await flash("Your account is ready. Welcome!", "success")
+    return redirect(safe_next((await request.form).get("next")))
+
+
+@bp.post("/logout")
+@rate_exempt
+@hide
+async def logout() -> ResponseReturnValue:
+    await sign_out()
+    rotate_csrf_token()
+    await flash("You have been signed out.", "success")
+    return redirect("/auth/login")

@@ -1,0 +1,32 @@
+"""The API docs page: Swagger UI served from the swagger-ui-bundle package, never a CDN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import swagger_ui_bundle
+from quart import Blueprint, ResponseReturnValue, render_template, send_from_directory
+from quart_rate_limiter import rate_exempt
+from quart_schema import hide
+from werkzeug.exceptions import NotFound
+
+bp = Blueprint("docs", __name__)
+
+SWAGGER_UI = Path(swagger_ui_bundle.swagger_ui_path)
+_ASSETS = {"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"}
+
+
+@bp.get("/docs")
+@rate_exempt
+@hide
+async def docs() -> ResponseReturnValue:
+    return await render_template("docs.html")
+
+
+@bp.get("/docs/assets/<name>")
+@rate_exempt
+@hide
+async def docs_asset(name: str) -> ResponseReturnValue:
+    if name not in _ASSETS:
+        raise NotFound()
+    return await send_from_directory(SWAGGER_UI, name, cache_timeout=86400)

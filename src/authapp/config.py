@@ -1,0 +1,205 @@
+"""Configuration: defaults, then AUTHAPP_* environment variables, then create_app's mapping."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+Environment = Literal["production", "development", "testing"]
+SameSite = Literal["Lax", "Strict"]
+
+ENV_PREFIX = "AUTHAPP_"
+MIN_SECRET_BYTES = 32
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)?\s*(second|minute|hour|day)s?\s*$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class RateSpec:
+    """A limit such as "10/minute" or "5/15 minutes": `count` requests per `period`."""
+
+    count: int
+    period: timedelta
+
+    @classmethod
+    def parse(cls, text: str) -> RateSpec:
+        match = _RATE_RE.match(text)
+        if match is None or int(match[1]) < 1 or (match[2] is not None and int(match[2]) < 1):
+            raise ValueError(f"{text!r} is not a rate like '10/minute' or '5/15 minutes'")
+        multiple = int(match[2] or 1)
+        return cls(int(match[1]), timedelta(seconds=multiple * _PERIODS[match[3]]))
+
+    def __str__(self) -> str:
+        return f"{self.count}/{int(self.period.total_seconds())} seconds"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of authapp; each is read from AUTHAPP_<NAME> (see the README's table)."""
+
+    env: Environment = "production"
+    secret_key: str | None = None
+    secret_key_fallbacks: tuple[str, ...] = ()
+    database_url: str | None = None
+    instance_path: str = "instance"
+    db_pool_min_size: int = 1
+    db_pool_max_size: int = 10
+    db_pool_timeout: float = 5.0
+    db_command_timeout: float = 10.0
+    cookie_secure: bool | None = None
+    cookie_samesite: SameSite = "Lax"
+    session_lifetime: int = 12 * 3600
+    remember_lifetime: int = 30 * 86400
+    password_min_length: int = 12
+    argon2_time_cost: int = 2
+    argon2_memory_cost: int = 19456
+    argon2_parallelism: int = 1
+    hash_workers: int = 0
+    max_body_size: int = 64 * 1024
+    rate_limit_enabled: bool = True
+    login_rate_limit_ip: RateSpec = RateSpec(10, timedelta(minutes=1))
+    login_rate_limit_account: RateSpec = RateSpec(5, timedelta(minutes=15))
+    register_rate_limit_ip: RateSpec = RateSpec(10, timedelta(hours=1))
+    redis_url: str | None = None
+    trusted_proxy_hops: int = 0
+    log_level: str = "INFO"
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Secure cookies everywhere but development, unless set explicitly."""
+        if self.cookie_secure is None:
+            return self.env != "development"
+        return self.cookie_secure
+
+    @property
+    def session_cookie_name(self) -> str:
+        # The __Host- prefix makes browsers insist on Secure, Path=/ and no Domain.
+        return "__Host-authapp_session" if self.secure_cookies else "authapp_session"
+
+    @property
+    def csrf_cookie_name(self) -> str:
+        return "__Host-authapp_csrf" if self.secure_cookies else "authapp_csrf"
+
+    @property
+    def hash_thread_count(self) -> int:
+        return self.hash_workers or os.cpu_count() or 1
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build the settings from defaults, the environment and `overrides`, then validate them."""
+    environ = os.environ if environ is None else environ
+    known = {field.name: field for field in fields(Settings)}
+    values: dict[str, Any] = {}
+    for name in known:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _coerce(name, raw, ENV_PREFIX + name.upper())
+    for key, value in (overrides or {}).items():
+        name = key.lower().removeprefix(ENV_PREFIX.lower())
+        if name not in known:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[name] = _coerce(name, value, key) if isinstance(value, str) else value
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _coerce(name: str, raw: str, source: str) -> Any:
+    kind = {field.name: field.type for field in fields(Settings)}[name]
+    try:
+        if kind in ("bool", "bool | None"):
+            lowered = raw.strip().lower()
+            if lowered not in _TRUE | _FALSE:
+                raise ValueError(f"{raw!r} is not a boolean (use true or false)")
+            return lowered in _TRUE
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "RateSpec":
+            return RateSpec.parse(raw)
+        if kind == "tuple[str, ...]":
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if kind == "str | None":
+            return raw or None
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    return raw
+
+
+def _validate(settings: Settings) -> None:
+    if settings.env not in get_args(Environment):
+        raise ConfigError(
+            f"AUTHAPP_ENV must be one of production, development, testing (got {settings.env!r})"
+        )
+    if settings.cookie_samesite not in get_args(SameSite):
+        raise ConfigError("AUTHAPP_COOKIE_SAMESITE must be Lax or Strict")
+    if settings.env == "production":
+        if not settings.secret_key:
+            raise ConfigError(
+                "AUTHAPP_SECRET_KEY is required in production "
+                '(generate one with: python3 -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        if not settings.database_url:
+            raise ConfigError("AUTHAPP_DATABASE_URL is required in production")
+    for key in (settings.secret_key, *settings.secret_key_fallbacks):
+        if key is not None and len(key.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"AUTHAPP_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes long")
+    if not 8 <= settings.password_min_length <= 1024:
+        raise ConfigError("AUTHAPP_PASSWORD_MIN_LENGTH must be between 8 and 1024")
+    positive = {
+        "AUTHAPP_SESSION_LIFETIME": settings.session_lifetime,
+        "AUTHAPP_REMEMBER_LIFETIME": settings.remember_lifetime,
+        "AUTHAPP_DB_POOL_MAX_SIZE": settings.db_pool_max_size,
+        "AUTHAPP_DB_POOL_TIMEOUT": settings.db_pool_timeout,
+        "AUTHAPP_DB_COMMAND_TIMEOUT": settings.db_command_timeout,
+        "AUTHAPP_MAX_BODY_SIZE": settings.max_body_size,
+        "AUTHAPP_ARGON2_TIME_COST": settings.argon2_time_cost,
+        "AUTHAPP_ARGON2_PARALLELISM": settings.argon2_parallelism,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive")
+    if not 0 <= settings.db_pool_min_size <= settings.db_pool_max_size:
+        raise ConfigError("AUTHAPP_DB_POOL_MIN_SIZE must be between 0 and AUTHAPP_DB_POOL_MAX_SIZE")
+    if settings.argon2_memory_cost < 19456:
+        raise ConfigError("AUTHAPP_ARGON2_MEMORY_COST must be at least 19456 KiB (OWASP minimum)")
+    if settings.trusted_proxy_hops < 0 or settings.hash_workers < 0:
+        raise ConfigError("AUTHAPP_TRUSTED_PROXY_HOPS and AUTHAPP_HASH_WORKERS cannot be negative")
+
+
+def with_development_secret(settings: Settings, instance_path: Path) -> Settings:
+    """In development, keep a generated secret in the instance folder: sessions survive restarts."""
+    if settings.secret_key or settings.env != "development":
+        return settings
+    instance_path.mkdir(parents=True, exist_ok=True)
+    path = instance_path / SECRET_KEY_FILE
+    if not path.exists():
+        # Write a private temporary file, then link it into place: concurrent workers agree on one.
+        temporary = instance_path / f".{SECRET_KEY_FILE}.{os.getpid()}"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(48))
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    return replace(settings, secret_key=path.read_text().strip())

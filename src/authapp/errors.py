@@ -1,0 +1,154 @@
+"""Errors: one APIError, and the one place that turns every error into a JSON or HTML answer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar, cast
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from quart import Quart, Response, current_app, render_template, request
+from quart_rate_limiter import RateLimitExceeded
+from quart_schema import RequestSchemaValidationError, document_response
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", bound=Callable[..., object])
+
+# Stable machine-readable codes for the HTTP errors raised by Quart and the extensions.
+HTTP_CODES = {
+    400: ("BAD_REQUEST", "The request could not be understood."),
+    401: ("UNAUTHENTICATED", "You need to sign in."),
+    403: ("FORBIDDEN", "You may not do that."),
+    404: ("NOT_FOUND", "There is nothing here."),
+    405: ("METHOD_NOT_ALLOWED", "That method is not allowed here."),
+    413: ("PAYLOAD_TOO_LARGE", "The request body is too large."),
+    415: ("UNSUPPORTED_MEDIA_TYPE", "Send the body as application/json."),
+    429: ("RATE_LIMITED", "Too many attempts. Try again later."),
+    500: ("INTERNAL_ERROR", "Something went wrong on our side."),
+    503: ("SERVICE_UNAVAILABLE", "The service is unavailable. Try again shortly."),
+}
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer."""
+
+    code: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class APIError(Exception):
+    """An error with an HTTP status, a stable code and a human message."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[ErrorDetail] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+def validation_error(field: str, message: str, type_: str) -> APIError:
+    """A 400 VALIDATION_ERROR naming one field, as schema validation would."""
+    detail = ErrorDetail(field=field, message=message, type=type_)
+    return APIError(400, "VALIDATION_ERROR", "The request is not valid.", [detail])
+
+
+def wants_json() -> bool:
+    """API paths answer JSON; elsewhere JSON when the client prefers it over HTML."""
+    if request.path == "/api" or request.path.startswith(("/api/", "/openapi")):
+        return True
+    accept = request.accept_mimetypes
+    return accept.best_match(["text/html", "application/json"]) == "application/json"
+
+
+async def render_error(error: APIError) -> Response:
+    if wants_json():
+        body = ErrorOut(code=error.code, message=error.message, details=error.details)
+        response = cast(Response, current_app.json.response(body.model_dump(exclude_none=True)))
+    else:
+        html = await render_template("error.html", error=error)
+        response = Response(html, content_type="text/html; charset=utf-8")
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
+
+
+def details_from(validation_error: Exception) -> list[ErrorDetail]:
+    if not isinstance(validation_error, PydanticValidationError):
+        return [ErrorDetail(field="body", message=str(validation_error), type="invalid")]
+    details = []
+    for item in validation_error.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in item["loc"]) or "body"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        details.append(ErrorDetail(field=field, message=message, type=str(item["type"])))
+    return details
+
+
+async def handle_api_error(error: APIError) -> Response:
+    return await render_error(error)
+
+
+async def handle_schema_error(error: RequestSchemaValidationError) -> Response:
+    details = details_from(error.validation_error)
+    if not details:  # quart-schema gives a TypeError when the body is not an object at all
+        details = [ErrorDetail(field="body", message="Expected a JSON object.", type="type")]
+    return await render_error(
+        APIError(400, "VALIDATION_ERROR", "The request is not valid.", details)
+    )
+
+
+async def handle_rate_limited(error: RateLimitExceeded) -> Response:
+    code, message = HTTP_CODES[429]
+    wait = max(error.retry_after if isinstance(error.retry_after, int) else 1, 1)
+    message = f"Too many attempts. Try again in {wait} second{'s' if wait != 1 else ''}."
+    return await render_error(APIError(429, code, message, headers={"Retry-After": str(wait)}))
+
+
+async def handle_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    code, message = HTTP_CODES.get(status, ("HTTP_ERROR", error.description or "HTTP error."))
+    headers = {}
+    if status == 405 and error.get_response().headers.get("Allow"):
+        headers["Allow"] = error.get_response().headers["Allow"]
+    return await render_error(APIError(status, code, message, headers=headers))
+
+
+async def handle_unexpected(error: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
+    return await render_error(APIError(500, *HTTP_CODES[500]))
+
+
+def register_error_handlers(app: Quart) -> None:
+    app.register_error_handler(APIError, handle_api_error)
+    app.register_error_handler(RequestSchemaValidationError, handle_schema_error)
+    app.register_error_handler(RateLimitExceeded, handle_rate_limited)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)
+
+
+def documents_errors(*statuses: int) -> Callable[[T], T]:
+    """Document in the OpenAPI spec the error answers a route can give."""
+
+    def decorator(func: T) -> T:
+        for status in statuses:
+            func = document_response(ErrorOut, status)(func)
+        return func
+
+    return decorator

@@ -1,0 +1,296 @@
+"""Extensions: QuartDB, QuartAuth, QuartSchema and RateLimiter for one app, and their glue.
+
+They are built per app rather than at module level: quart-db and quart-auth copy settings onto
+the extension object in init_app, so a shared instance would keep the first app's database URL
+and cookie name (tests build many apps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
+from math import ceil
+from typing import Any, cast
+
+from quart import Quart, current_app, request
+from quart_auth import Action, AuthUser, QuartAuth, current_user, login_user, logout_user
+from quart_db import QuartDB
+from quart_rate_limiter import KeyCallable, RateLimit, RateLimiter
+from quart_rate_limiter.redis_store import RedisStore
+from quart_rate_limiter.store import MemoryStore, RateLimiterStoreABC
+from quart_schema import QuartSchema
+from quart_schema.openapi import OpenAPIProvider
+
+from .accounts import authenticate
+from .config import RateSpec, Settings
+from .database import Database, migrations_path
+from .models.sessions import SessionAccount
+from .models.users import User
+from .passwords import PasswordHashing
+from .schemas import NoContent, lookup_email
+from .sessions import resolve_session, revoke_session, start_session
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: Database
+    hashing: PasswordHashing
+
+
+def state() -> AppState:
+    return cast(AppState, current_app.extensions["authapp"])
+
+
+class SessionUser(AuthUser):
+    """quart-auth's user: the cookie's token, resolved to a live session on first use.
+
+    The lookup is one query (session and user together), so a revoked or expired session
+    or a deactivated user is refused on the very next request.
+    """
+
+    def __init__(
+        self,
+        auth_id: str | None,
+        action: Action = Action.PASS,
+        account: SessionAccount | None = None,
+    ) -> None:
+        super().__init__(auth_id, action)
+        self._account = account
+        self._resolved = account is not None
+
+    async def account(self) -> SessionAccount | None:
+        if not self._resolved:
+            self._resolved = True
+            if self.auth_id is not None:
+                self._account = await resolve_session(state().db, self.auth_id)
+        return self._account
+
+    @property
+    async def is_authenticated(self) -> bool:
+        return await self.account() is not None
+
+
+async def current_account() -> SessionAccount | None:
+    return await cast(SessionUser, current_user).account()
+
+
+# --- rate limiting -------------------------------------------------------------------------
+
+
+async def client_address_key() -> str:
+    """The socket peer; proxy headers count only through AUTHAPP_TRUSTED_PROXY_HOPS."""
+    return f"ip:{request.remote_addr or 'unknown'}"
+
+
+async def login_account_key() -> str:
+    """The account a login names, from a JSON or form body, hashed to keep emails out of stores."""
+    email: object = None
+    if request.is_json:
+        body = await request.get_json(silent=True)
+        if isinstance(body, dict):
+            email = body.get("email")
+    else:
+        email = (await request.form).get("email")
+    if not isinstance(email, str) or not email.strip():
+        return "account:none"
+    digest = hashlib.sha256(email.strip().casefold().encode("utf-8", "replace")).hexdigest()
+    return f"account:{digest[:32]}"
+
+
+class ConfiguredLimit(RateLimit):
+    """A limit whose rate is read from the settings at request time, not at import time."""
+
+    def __init__(self, setting: str, key_function: KeyCallable) -> None:
+        self.setting = setting
+        self.key_function = key_function
+        self.skip_function = None
+
+    @property
+    def spec(self) -> RateSpec:
+        return cast(RateSpec, getattr(state().settings, self.setting))
+
+    @property
+    def count(self) -> int:  # type: ignore[override]
+        return self.spec.count
+
+    @property
+    def period(self) -> timedelta:  # type: ignore[override]
+        return self.spec.period
+
+    @property
+    def key(self) -> str:
+        return f"{self.setting}-{self.spec.count}-{self.spec.period.total_seconds()}"
+
+
+LOGIN_LIMITS: list[RateLimit] = [
+    ConfiguredLimit("login_rate_limit_ip", client_address_key),
+    ConfiguredLimit("login_rate_limit_account", login_account_key),
+]
+REGISTER_LIMITS: list[RateLimit] = [ConfiguredLimit("register_rate_limit_ip", client_address_key)]
+
+
+class PruningMemoryStore(MemoryStore):
+    """quart-rate-limiter's per-process store, forgetting keys whose time has passed.
+
+    The library's store keeps every key forever: one per address or email ever seen.
+    """
+
+    PRUNE_EVERY = 1024
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._writes = 0
+
+    async def set(self, key: str, tat: datetime) -> None:
+        await super().set(key, tat)
+        self._writes += 1
+        if self._writes % self.PRUNE_EVERY == 0:
+            now = datetime.now(UTC)
+            self._tats = {key: value for key, value in self._tats.items() if value > now}
+
+
+class ExpiringRedisStore(RedisStore):
+    """quart-rate-limiter's Redis store (shared by workers and hosts), with keys that expire.
+
+    A stored time in the past means the same as no key, so each key can go once it passes.
+    """
+
+    async def set(self, key: str, tat: datetime) -> None:
+        milliseconds = ceil((tat - datetime.now(UTC)).total_seconds() * 1000)
+        await self._redis.set(key, tat.timestamp(), px=max(milliseconds, 1))  # type: ignore[union-attr]
+
+
+def _limiter_store(settings: Settings) -> RateLimiterStoreABC:
+    if settings.redis_url:
+        return ExpiringRedisStore(settings.redis_url)
+    return PruningMemoryStore()
+
+
+# --- assembly ------------------------------------------------------------------------------
+
+
+class AuthappOpenAPIProvider(OpenAPIProvider):
+    """quart-schema's spec builder, taught that a NoContent answer (204) has no body."""
+
+    def build_response_object(
+        self, model: Any, headers_model: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        if model is NoContent:
+            return {"description": "No content."}, {}
+        return super().build_response_object(model, headers_model)
+
+
+def init_extensions(app: Quart, settings: Settings) -> AppState:
+    quart_db = QuartDB(
+        app,
+        url=settings.database_url,
+        migrations_folder=str(migrations_path()),  # absolute: quart-db joins it to root_path
+        auto_request_connection=False,  # requests take a connection only while running SQL
+        backend_options={
+            "min_size": settings.db_pool_min_size,
+            "max_size": settings.db_pool_max_size,
+            "command_timeout": settings.db_command_timeout,
+            "max_inactive_connection_lifetime": 300,
+        },
+    )
+    QuartAuth(
+        app,
+        cookie_name=settings.session_cookie_name,
+        cookie_secure=settings.secure_cookies,
+        cookie_samesite=settings.cookie_samesite,
+        cookie_http_only=True,
+        cookie_path="/",
+        duration=settings.remember_lifetime,
+        mode="cookie",
+        salt="authapp.session",
+        user_class=SessionUser,
+    )
+    QuartSchema(
+        app,
+        info={
+            "title": "authapp",
+            "version": version("authapp"),
+            "description": "Sign-up, sign-in and revocable sessions. Errors are "
+            '`{"code", "message", "details"?}` with a stable `code`.',
+        },
+        tags=[
+            {"name": "auth", "description": "Register, sign in and sign out."},
+            {"name": "account", "description": "The signed-in user."},
+        ],
+        security_schemes={
+            "sessionCookie": {
+                "type": "apiKey",
+                "in_": "cookie",
+                "name": settings.session_cookie_name,
+            }
+        },
+        # The stock pages load their scripts from CDNs; /docs is served locally instead.
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        openapi_provider_class=AuthappOpenAPIProvider,
+    )
+    RateLimiter(
+        app,
+        key_function=client_address_key,
+        store=_limiter_store(settings),
+        enabled=settings.rate_limit_enabled,
+    )
+    hashing = PasswordHashing(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_cost,
+        parallelism=settings.argon2_parallelism,
+        threads=settings.hash_thread_count,
+    )
+    app_state = AppState(settings, Database(quart_db, settings.db_pool_timeout), hashing)
+    app.extensions["authapp"] = app_state
+
+    @app.before_serving
+    async def warm_dummy_hash() -> None:
+        # The first unknown-email login must not be the slow one.
+        await hashing.verify_dummy("")
+
+    @app.after_serving
+    async def stop_hashing() -> None:
+        hashing.close()
+
+    return app_state
+
+
+# --- signing the current client in and out (shared by the JSON API and the pages) ---------
+
+
+async def sign_in(email: str, password: str, *, remember: bool) -> User:
+    """Check the credentials, start a new session and hand its token to quart-auth's cookie."""
+    app_state = state()
+    user = await authenticate(
+        app_state.db, app_state.hashing, email=lookup_email(email), password=password
+    )
+    await start_client_session(user, remember=remember)
+    return user
+
+
+async def start_client_session(user: User, *, remember: bool) -> None:
+    """Give the current client a new session of `user` (replacing any it had)."""
+    app_state = state()
+    token = await start_session(
+        app_state.db,
+        app_state.settings,
+        user.id,
+        remember=remember,
+        ip=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+        replaces=current_user.auth_id,
+    )
+    login_user(SessionUser(token), remember=remember)
+
+
+async def sign_out() -> None:
+    """Revoke the session on the server (so copies of the cookie die too) and clear the cookie."""
+    token = current_user.auth_id
+    if token is not None:
+        await revoke_session(state().db, token)
+    logout_user()

@@ -1,0 +1,77 @@
+"""SQL for the users table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from quart_db import Connection
+
+_COLUMNS = """id, email, password_hash, display_name, is_active, email_verified_at,
+              created_at, updated_at, last_login_at"""
+
+
+@dataclass(frozen=True)
+class User:
+    id: UUID
+    email: str
+    password_hash: str
+    display_name: str
+    is_active: bool
+    email_verified_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    last_login_at: datetime | None
+
+
+async def select_user_by_email(db: Connection, email: str) -> User | None:
+    row = await db.fetch_first(
+        f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower(:email)",  # noqa: S608
+        {"email": email},
+    )
+    return None if row is None else User(**row)
+
+
+async def select_user_by_id(db: Connection, user_id: UUID) -> User | None:
+    row = await db.fetch_first(
+        f"SELECT {_COLUMNS} FROM users WHERE id = :id",  # noqa: S608
+        {"id": user_id},
+    )
+    return None if row is None else User(**row)
+
+
+async def insert_user(
+    db: Connection, *, email: str, password_hash: str, display_name: str, now: datetime
+) -> User | None:
+    """Insert a user, or return None when the email is taken (whatever its case)."""
+    row = await db.fetch_first(
+        f"""INSERT INTO users (email, password_hash, display_name, created_at, updated_at)
+                 VALUES (:email, :password_hash, :display_name, :now, :now)
+            ON CONFLICT (lower(email)) DO NOTHING
+              RETURNING {_COLUMNS}""",  # noqa: S608
+        {"email": email, "password_hash": password_hash, "display_name": display_name, "now": now},
+    )
+    return None if row is None else User(**row)
+
+
+async def update_user_password_hash(
+    db: Connection, user_id: UUID, password_hash: str, now: datetime
+) -> None:
+    await db.execute(
+        "UPDATE users SET password_hash = :password_hash, updated_at = :now WHERE id = :id",
+        {"id": user_id, "password_hash": password_hash, "now": now},
+    )
+
+
+async def update_user_last_login(db: Connection, user_id: UUID, now: datetime) -> None:
+    await db.execute(
+        "UPDATE users SET last_login_at = :now WHERE id = :id", {"id": user_id, "now": now}
+    )
+
+
+async def update_user_active(db: Connection, user_id: UUID, is_active: bool, now: datetime) -> None:
+    await db.execute(
+        "UPDATE users SET is_active = :is_active, updated_at = :now WHERE id = :id",
+        {"id": user_id, "is_active": is_active, "now": now},
+    )
