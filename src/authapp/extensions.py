@@ -125,6 +125,20 @@ class ConfiguredLimit(RateLimit):
         return f"{self.setting}-{self.spec.count}-{self.spec.period.total_seconds()}"
 
 
+class SharedBucketRateLimiter(RateLimiter):
+    """quart-rate-limiter, with one bucket per setting for the routes that share it.
+
+    The library keys every bucket by endpoint too, so the JSON and the form login would each
+    grant an attacker a fresh budget; our configured limits count across routes instead.
+    """
+
+    async def _create_key(self, endpoint: str, rate_limit: RateLimit) -> str:
+        if isinstance(rate_limit, ConfiguredLimit):
+            key_function = rate_limit.key_function or self.key_function
+            return f"authapp-{rate_limit.key}-{await key_function()}"
+        return await super()._create_key(endpoint, rate_limit)
+
+
 LOGIN_LIMITS: list[RateLimit] = [
     ConfiguredLimit("login_rate_limit_ip", client_address_key),
     ConfiguredLimit("login_rate_limit_account", login_account_key),
@@ -161,6 +175,11 @@ class ExpiringRedisStore(RedisStore):
     async def set(self, key: str, tat: datetime) -> None:
         milliseconds = ceil((tat - datetime.now(UTC)).total_seconds() * 1000)
         await self._redis.set(key, tat.timestamp(), px=max(milliseconds, 1))  # type: ignore[union-attr]
+
+    async def after_serving(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()  # the library still calls the deprecated close()
+            self._redis = None
 
 
 def _limiter_store(settings: Settings) -> RateLimiterStoreABC:
@@ -233,7 +252,7 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
         scalar_ui_path=None,
         openapi_provider_class=AuthappOpenAPIProvider,
     )
-    RateLimiter(
+    SharedBucketRateLimiter(
         app,
         key_function=client_address_key,
         store=_limiter_store(settings),

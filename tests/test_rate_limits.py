@@ -1,0 +1,188 @@
+"""Throttled login and registration: 429 + Retry-After, per address and per account."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+
+from authapp import create_app
+from tests.conftest import PASSWORD, app_state, settings_for
+
+WRONG = "definitely the wrong password"
+
+
+def from_address(address: str) -> dict[str, Any]:
+    return {"scope_base": {"client": (address, 40000)}}
+
+
+async def attempt(client: Client, email: str, **kwargs: Any) -> Any:
+    return await client.post("/api/auth/login", json={"email": email, "password": WRONG}, **kwargs)
+
+
+async def test_login_is_limited_per_address(client: Client) -> None:
+    for number in range(10):
+        response = await attempt(client, f"user{number}@example.com")
+        assert response.status_code == 401
+    response = await attempt(client, "user10@example.com")
+    assert response.status_code == 429
+    body = await response.get_json()
+    assert body["code"] == "RATE_LIMITED"
+    assert "Try again in" in body["message"]
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    # Another address still gets through.
+    other = await attempt(client, "user11@example.com", **from_address("192.0.2.7"))
+    assert other.status_code == 401
+
+
+async def test_a_rotating_x_forwarded_for_gives_no_fresh_attempts(client: Client) -> None:
+    for number in range(10):
+        forged = {"X-Forwarded-For": f"203.0.113.{number}", "Forwarded": f"for=203.0.113.{number}"}
+        response = await attempt(client, f"user{number}@example.com", headers=forged)
+        assert response.status_code == 401
+    response = await attempt(
+        client, "user10@example.com", headers={"X-Forwarded-For": "198.51.100.99"}
+    )
+    assert response.status_code == 429
+
+
+@pytest.mark.settings(TRUSTED_PROXY_HOPS=1)
+async def test_with_a_trusted_proxy_the_forwarded_address_counts(client: Client) -> None:
+    proxy = from_address("10.0.0.1")
+    for number in range(12):
+        headers = {"X-Forwarded-For": f"203.0.113.{number}"}
+        response = await attempt(client, f"user{number}@example.com", headers=headers, **proxy)
+        assert response.status_code == 401
+    for _ in range(10):
+        await attempt(client, "again@example.com", headers={"X-Forwarded-For": "203.0.113.50"})
+    blocked = await attempt(
+        client, "again@example.com", headers={"X-Forwarded-For": "203.0.113.50"}, **proxy
+    )
+    assert blocked.status_code == 429
+
+
+async def test_login_is_limited_per_account_across_addresses(client: Client) -> None:
+    for number in range(5):
+        response = await attempt(client, "victim@example.com", **from_address(f"192.0.2.{number}"))
+        assert response.status_code == 401
+    # Case and spaces do not make a new account key.
+    response = await attempt(client, "  VICTIM@example.com ", **from_address("192.0.2.200"))
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 60  # the 15-minute window
+
+
+async def test_the_form_login_shares_the_json_login_budget(client: Client) -> None:
+    for _ in range(5):
+        await attempt(client, "shared@example.com", **from_address("192.0.2.1"))
+    page = await client.get("/auth/login")
+    assert page.status_code == 200
+    response = await client.post(
+        "/auth/login",
+        form={"email": "shared@example.com", "password": WRONG, "csrf_token": "whatever"},
+        headers={"Accept": "text/html"},
+    )
+    assert response.status_code == 429
+    assert "Try again in" in await response.get_data(as_text=True)
+
+
+async def test_a_429_costs_no_hash_and_no_query(client: Client, app: Quart) -> None:
+    state = app_state(app)
+    hashes = 0
+    verify, hash_ = state.hashing.verify, state.hashing.hash
+
+    async def counting_verify(*args: Any) -> bool:
+        nonlocal hashes
+        hashes += 1
+        return await verify(*args)
+
+    async def counting_hash(*args: Any) -> str:
+        nonlocal hashes
+        hashes += 1
+        return await hash_(*args)
+
+    state.hashing.verify = counting_verify  # type: ignore[method-assign]
+    state.hashing.hash = counting_hash  # type: ignore[method-assign]
+    for number in range(10):
+        await attempt(client, f"user{number}@example.com")
+    assert hashes == 10
+    queries = state.db.acquisitions
+    response = await attempt(client, "user10@example.com")
+    assert response.status_code == 429
+    assert hashes == 10
+    assert state.db.acquisitions == queries
+
+
+@pytest.mark.settings(REGISTER_RATE_LIMIT_IP="2/hour")
+async def test_register_is_limited_per_address(client: Client) -> None:
+    for number in range(2):
+        response = await client.post(
+            "/api/auth/register", json={"email": f"new{number}@example.com", "password": PASSWORD}
+        )
+        assert response.status_code == 201
+    response = await client.post(
+        "/api/auth/register", json={"email": "new3@example.com", "password": PASSWORD}
+    )
+    assert response.status_code == 429
+    assert (await response.get_json())["code"] == "RATE_LIMITED"
+
+
+@pytest.mark.settings(LOGIN_RATE_LIMIT_IP="2/minute")
+async def test_limits_are_settings(client: Client) -> None:
+    statuses = [(await attempt(client, f"u{n}@example.com")).status_code for n in range(3)]
+    assert statuses == [401, 401, 429]
+
+
+@pytest.mark.settings(RATE_LIMIT_ENABLED=False)
+async def test_limits_can_be_switched_off(client: Client) -> None:
+    statuses = {(await attempt(client, f"u{n}@example.com")).status_code for n in range(12)}
+    assert statuses == {401}
+
+
+def _redis_reachable() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1).ping())
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _redis_reachable(), reason="no Redis on 127.0.0.1:6379")
+async def test_redis_store_shares_limits_between_apps_and_expires_keys(
+    database_url: str, tmp_path: Path
+) -> None:
+    import redis.asyncio
+
+    # A database number of our own and a unique address keep parallel runs apart.
+    redis_url = "redis://127.0.0.1:6379/13"
+    address = f"198.18.{secrets.randbelow(250)}.{secrets.randbelow(250)}"
+    apps = [
+        create_app(
+            settings_for(
+                database_url, tmp_path, REDIS_URL=redis_url, LOGIN_RATE_LIMIT_IP="4/minute"
+            )
+        )
+        for _ in range(2)
+    ]
+    async with apps[0].test_app(), apps[1].test_app():
+        clients = [app.test_client() for app in apps]
+        statuses = [
+            (
+                await attempt(clients[n % 2], f"r{n}@example.com", **from_address(address))
+            ).status_code
+            for n in range(5)
+        ]
+        assert statuses == [401, 401, 401, 401, 429]
+        keys = redis.asyncio.from_url(redis_url)
+        try:
+            names = [key async for key in keys.scan_iter(match=f"*{address}*")]
+            assert names
+            ttls = await asyncio.gather(*(keys.pttl(name) for name in names))
+            assert all(0 < ttl <= 60_000 for ttl in ttls)
+        finally:
+            await keys.aclose()

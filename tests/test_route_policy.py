@@ -1,0 +1,55 @@
+"""Whole-app rules, walking app.url_map: what needs a session, what is throttled."""
+
+from __future__ import annotations
+
+import re
+
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+from quart_rate_limiter import (
+    QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE,
+    QUART_RATE_LIMITER_LIMITS_ATTRIBUTE,
+)
+
+# Routes reachable without a session, by endpoint; everything else in api/protected needs one.
+PUBLIC = {"api.register", "api.login", "api.logout"}
+# Mutating routes that need no limit: sign-out only ends the caller's own session.
+EXEMPT_FROM_LIMITS = {"api.logout", "auth.logout"}
+
+
+def _path(rule_text: str) -> str:
+    return re.sub(r"<[^>]+>", "x", rule_text)
+
+
+async def test_every_api_and_protected_route_needs_a_session(app: Quart, client: Client) -> None:
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        blueprint = rule.endpoint.split(".")[0]
+        if blueprint not in {"api", "protected"} or rule.endpoint in PUBLIC:
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = await client.open(
+                _path(rule.rule), method=method, headers={"Accept": "application/json"}, json={}
+            )
+            assert response.status_code == 401, (method, rule.rule)
+            assert (await response.get_json())["code"] == "UNAUTHENTICATED"
+            checked += 1
+    assert checked >= 3  # /api/me, /, /protected at least
+
+
+def test_every_mutating_route_is_limited_or_exempt_by_name(app: Quart) -> None:
+    for rule in app.url_map.iter_rules():
+        if not rule.methods & {"POST", "PUT", "PATCH", "DELETE"}:
+            continue
+        view = app.view_functions[rule.endpoint]
+        limited = bool(getattr(view, QUART_RATE_LIMITER_LIMITS_ATTRIBUTE, []))
+        exempt = getattr(view, QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE, False)
+        if rule.endpoint in EXEMPT_FROM_LIMITS:
+            assert exempt, rule.endpoint
+        else:
+            assert limited, f"{rule.endpoint} changes state but has no rate limit"
+
+
+def test_login_and_register_are_limited(app: Quart) -> None:
+    for endpoint in ("api.login", "auth.login", "api.register", "auth.register"):
+        assert getattr(app.view_functions[endpoint], QUART_RATE_LIMITER_LIMITS_ATTRIBUTE)
