@@ -27,7 +27,13 @@ async def test_openapi_describes_the_api(client: Client) -> None:
     assert paths["/api/me"]["get"]["security"] == [{"sessionCookie": []}]
     assert "content" not in paths["/api/auth/logout"]["post"]["responses"]["204"]
     user = paths["/api/me"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
-    assert set(user["properties"]) == {"id", "email", "display_name", "email_verified", "created_at"}
+    assert set(user["properties"]) == {
+        "id",
+        "email",
+        "display_name",
+        "email_verified",
+        "created_at",
+    }
 
 
 async def test_docs_page_uses_only_local_assets(client: Client) -> None:

@@ -161,6 +161,7 @@ async def test_redis_store_shares_limits_between_apps_and_expires_keys(
     # A database number of our own and a unique address keep parallel runs apart.
     redis_url = "redis://127.0.0.1:6379/13"
     address = f"198.18.{secrets.randbelow(250)}.{secrets.randbelow(250)}"
+    run = secrets.token_hex(4)
     apps = [
         create_app(
             settings_for(
@@ -173,7 +174,7 @@ async def test_redis_store_shares_limits_between_apps_and_expires_keys(
         clients = [app.test_client() for app in apps]
         statuses = [
             (
-                await attempt(clients[n % 2], f"r{n}@example.com", **from_address(address))
+                await attempt(clients[n % 2], f"r{n}.{run}@example.com", **from_address(address))
             ).status_code
             for n in range(5)
         ]

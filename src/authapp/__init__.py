@@ -16,8 +16,9 @@ from .blueprints import api, auth, docs, protected
 from .config import ConfigError, Settings, load_settings, with_development_secret
 from .csrf import csrf_token
 from .embedded import start_embedded_postgres
-from .errors import register_error_handlers
+from .errors import APIError, register_error_handlers
 from .extensions import current_account, init_extensions
+from .models.sessions import SessionAccount
 from .wrappers import AuthappRequest
 
 __all__ = ["ConfigError", "create_app"]
@@ -68,14 +69,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         app.register_blueprint(blueprint)
     register_error_handlers(app)
 
-    app.jinja_env.globals["csrf_token"] = csrf_token
-
-    @app.context_processor
-    async def page_context() -> dict[str, Any]:
-        return {
-            "nav_account": await current_account(),
-            "password_min_length": settings.password_min_length,
-        }
+    app.jinja_env.globals.update(
+        csrf_token=csrf_token,
+        nav_account=nav_account,
+        password_min_length=settings.password_min_length,
+    )
 
     app.after_request(add_security_headers)
     if settings.trusted_proxy_hops:
@@ -84,6 +82,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
             app.asgi_app, mode="legacy", trusted_hops=settings.trusted_proxy_hops
         )
     return app
+
+
+async def nav_account() -> SessionAccount | None:
+    """The signed-in account for the page header, looked up only by pages that show it.
+
+    An outage must not break the error page that reports it, so it shows as signed out.
+    """
+    try:
+        return await current_account()
+    except APIError:
+        return None
 
 
 async def add_security_headers(response: Response) -> Response:

@@ -150,17 +150,16 @@ def _validate(settings: Settings) -> None:
         )
     if settings.cookie_samesite not in get_args(SameSite):
         raise ConfigError("AUTHAPP_COOKIE_SAMESITE must be Lax or Strict")
-    if settings.env == "production":
-        if not settings.secret_key:
-            raise ConfigError(
-                "AUTHAPP_SECRET_KEY is required in production "
-                '(generate one with: python3 -c "import secrets; print(secrets.token_urlsafe(48))")'
-            )
-        if not settings.database_url:
-            raise ConfigError("AUTHAPP_DATABASE_URL is required in production")
+    if settings.env == "production" and not settings.secret_key:
+        raise ConfigError(
+            "AUTHAPP_SECRET_KEY is required in production "
+            '(generate one with: python3 -c "import secrets; print(secrets.token_urlsafe(48))")'
+        )
     for key in (settings.secret_key, *settings.secret_key_fallbacks):
         if key is not None and len(key.encode()) < MIN_SECRET_BYTES:
             raise ConfigError(f"AUTHAPP_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes long")
+    if settings.env == "production" and not settings.database_url:
+        raise ConfigError("AUTHAPP_DATABASE_URL is required in production")
     if not 8 <= settings.password_min_length <= 1024:
         raise ConfigError("AUTHAPP_PASSWORD_MIN_LENGTH must be between 8 and 1024")
     positive = {

@@ -1,0 +1,101 @@
+"""The database itself refuses bad rows: NOT NULL, CHECK, unique and foreign-key constraints."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from quart import Quart
+
+from authapp.models.users import User
+from tests.conftest import execute, fetch_val
+
+HASH = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+MakeUser = Callable[..., Awaitable[User]]
+
+
+async def insert_user(app: Quart, **columns: object) -> None:
+    row = {"email": "x@example.com", "password_hash": HASH, "display_name": "X", **columns}
+    await execute(
+        app,
+        "INSERT INTO users (email, password_hash, display_name) "
+        "VALUES (:email, :password_hash, :display_name)",
+        row,
+    )
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"email": None},
+        {"email": ""},
+        {"email": " x@example.com"},
+        {"email": "no-at-sign"},
+        {"email": "a" * 250 + "@example.com"},
+        {"password_hash": "plaintext"},
+        {"password_hash": None},
+        {"display_name": ""},
+        {"display_name": " padded "},
+        {"display_name": "x" * 101},
+    ],
+)
+async def test_users_refuse_bad_rows(app: Quart, columns: dict[str, object]) -> None:
+    with pytest.raises((asyncpg.CheckViolationError, asyncpg.NotNullViolationError)):
+        await insert_user(app, **columns)
+
+
+async def test_emails_are_unique_whatever_their_case(app: Quart) -> None:
+    await insert_user(app, email="Same@Example.com")
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await insert_user(app, email="same@example.COM")
+
+
+async def insert_session(app: Quart, user_id: object, **columns: object) -> None:
+    row = {
+        "id": hashlib.sha256(b"token").digest(),
+        "user_id": user_id,
+        "expires_at": datetime.now(UTC) + timedelta(days=1),
+        "user_agent": None,
+        **columns,
+    }
+    await execute(
+        app,
+        "INSERT INTO sessions (id, user_id, expires_at, user_agent) "
+        "VALUES (:id, :user_id, :expires_at, :user_agent)",
+        row,
+    )
+
+
+@pytest.mark.parametrize(
+    ("columns", "error"),
+    [
+        ({"id": b"short"}, asyncpg.CheckViolationError),
+        ({"expires_at": datetime.now(UTC) - timedelta(days=1)}, asyncpg.CheckViolationError),
+        ({"user_agent": "x" * 513}, asyncpg.CheckViolationError),
+        ({"expires_at": None}, asyncpg.NotNullViolationError),
+    ],
+)
+async def test_sessions_refuse_bad_rows(
+    app: Quart, make_user: MakeUser, columns: dict[str, object], error: type[Exception]
+) -> None:
+    user = await make_user()
+    with pytest.raises(error):
+        await insert_session(app, user.id, **columns)
+
+
+async def test_sessions_need_a_real_user_and_die_with_it(app: Quart, make_user: MakeUser) -> None:
+    import uuid
+
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await insert_session(app, uuid.uuid4())
+    user = await make_user()
+    await insert_session(app, user.id)
+    await execute(app, "DELETE FROM users WHERE id = :id", {"id": user.id})
+    assert await fetch_val(app, "SELECT count(*) FROM sessions") == 0
+
+
+async def test_migrations_are_recorded(app: Quart) -> None:
+    assert await fetch_val(app, "SELECT version FROM schema_migration") == 0

@@ -1,0 +1,111 @@
+"""Settings: defaults, then AUTHAPP_* environment, then the mapping; refusals in production."""
+
+from __future__ import annotations
+
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from authapp.config import ConfigError, RateSpec, Settings, load_settings, with_development_secret
+
+GOOD_SECRET = "s" * 32
+
+
+def test_defaults_then_environment_then_mapping() -> None:
+    environ = {
+        "AUTHAPP_ENV": "development",
+        "AUTHAPP_PASSWORD_MIN_LENGTH": "14",
+        "AUTHAPP_SESSION_LIFETIME": "600",
+    }
+    settings = load_settings({"PASSWORD_MIN_LENGTH": 16}, environ=environ)
+    assert settings.env == "development"  # from the environment
+    assert settings.session_lifetime == 600  # from the environment
+    assert settings.password_min_length == 16  # the mapping wins
+    assert settings.remember_lifetime == Settings().remember_lifetime  # the default
+
+
+def test_mapping_accepts_prefixed_and_string_values() -> None:
+    settings = load_settings(
+        {"AUTHAPP_ENV": "testing", "COOKIE_SECURE": "false", "LOGIN_RATE_LIMIT_IP": "3/hour"},
+        environ={},
+    )
+    assert settings.cookie_secure is False
+    assert settings.login_rate_limit_ip == RateSpec(3, timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({}, "AUTHAPP_SECRET_KEY is required in production"),
+        ({"AUTHAPP_SECRET_KEY": "short"}, "at least 32 bytes"),
+        ({"AUTHAPP_SECRET_KEY": GOOD_SECRET}, "AUTHAPP_DATABASE_URL is required in production"),
+        ({"AUTHAPP_ENV": "staging"}, "AUTHAPP_ENV must be one of"),
+        ({"AUTHAPP_ENV": "testing", "AUTHAPP_COOKIE_SECURE": "maybe"}, "AUTHAPP_COOKIE_SECURE"),
+        ({"AUTHAPP_ENV": "testing", "AUTHAPP_DB_POOL_MAX_SIZE": "ten"}, "AUTHAPP_DB_POOL_MAX_SIZE"),
+        ({"AUTHAPP_ENV": "testing", "AUTHAPP_PASSWORD_MIN_LENGTH": "4"}, "between 8 and 1024"),
+        ({"AUTHAPP_ENV": "testing", "AUTHAPP_LOGIN_RATE_LIMIT_IP": "lots"}, "is not a rate"),
+        ({"AUTHAPP_ENV": "testing", "AUTHAPP_ARGON2_MEMORY_COST": "1024"}, "OWASP minimum"),
+        ({"AUTHAPP_ENV": "testing", "AUTHAPP_COOKIE_SAMESITE": "None"}, "Lax or Strict"),
+        ({"AUTHAPP_ENV": "testing", "AUTHAPP_SECRET_KEY_FALLBACKS": "old"}, "at least 32 bytes"),
+    ],
+)
+def test_bad_settings_are_refused_in_one_line(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ=environ)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_mapping_keys_are_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'PASWORD_MIN_LENGTH'"):
+        load_settings({"ENV": "testing", "PASWORD_MIN_LENGTH": 20}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "seconds"),
+    [
+        ("10/minute", 10, 60),
+        ("5/15 minutes", 5, 900),
+        ("20 / hour", 20, 3600),
+        ("1/2days", 1, 172800),
+    ],
+)
+def test_rate_specs(text: str, count: int, seconds: int) -> None:
+    assert RateSpec.parse(text) == RateSpec(count, timedelta(seconds=seconds))
+
+
+@pytest.mark.parametrize("text", ["", "10", "0/minute", "10/0 minutes", "ten/minute", "10/week"])
+def test_bad_rate_specs(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a rate"):
+        RateSpec.parse(text)
+
+
+def test_cookies_are_secure_outside_development() -> None:
+    assert load_settings({"ENV": "testing"}, environ={}).secure_cookies is True
+    assert load_settings({"ENV": "development"}, environ={}).secure_cookies is False
+    development = load_settings({"ENV": "development"}, environ={})
+    assert development.session_cookie_name == "authapp_session"
+    production = load_settings(
+        {"SECRET_KEY": GOOD_SECRET, "DATABASE_URL": "postgresql://db/x"}, environ={}
+    )
+    assert production.session_cookie_name == "__Host-authapp_session"
+
+
+def test_development_secret_is_generated_once_and_kept_private(tmp_path: Path) -> None:
+    settings = load_settings({"ENV": "development"}, environ={})
+    first = with_development_secret(settings, tmp_path / "instance")
+    second = with_development_secret(settings, tmp_path / "instance")
+    assert first.secret_key is not None
+    assert len(first.secret_key) >= 32
+    assert first.secret_key == second.secret_key
+    mode = stat.S_IMODE((tmp_path / "instance" / "secret_key").stat().st_mode)
+    assert mode == 0o600
+    assert list((tmp_path / "instance").iterdir()) == [tmp_path / "instance" / "secret_key"]
+
+
+def test_production_never_generates_a_secret(tmp_path: Path) -> None:
+    settings = load_settings({"ENV": "testing"}, environ={})
+    assert with_development_secret(settings, tmp_path).secret_key is None
+    assert not (tmp_path / "secret_key").exists()

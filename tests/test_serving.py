@@ -1,0 +1,241 @@
+"""The real server and commands, as subprocesses: hypercorn, `authapp serve`, the CLI, the wheel."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from hypercorn.config import Config as HypercornConfig
+from quart import Quart
+
+from tests.conftest import PASSWORD, ROOT, SECRET_KEY
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AUTHAPP_")}
+    return {**env, **extra}
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], port: int, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            pytest.fail(f"the server exited with {process.returncode}:\n{output}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail("the server did not start in time")
+
+
+def stop(process: subprocess.Popen[bytes]) -> str:
+    process.terminate()
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output.decode()
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """hypercorn with the repository's hypercorn.toml, as production would run it."""
+    port = free_port()
+    env = clean_env(
+        AUTHAPP_SECRET_KEY=SECRET_KEY,
+        AUTHAPP_DATABASE_URL=database_url,
+        AUTHAPP_INSTANCE_PATH=str(tmp_path / "instance"),
+    )
+    process = subprocess.Popen(
+        [BIN / "hypercorn", "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{port}",
+         "authapp:create_app()"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until_serving(process, port)
+        yield f"http://127.0.0.1:{port}", "__Host-authapp_session"
+    finally:
+        stop(process)
+
+
+def cookie_attributes(response: httpx.Response, name: str) -> tuple[str, set[str]]:
+    header = next(v for v in response.headers.get_list("set-cookie") if v.startswith(name + "="))
+    value, *attributes = (part.strip() for part in header.split(";"))
+    return value, {attribute.split("=")[0].lower() for attribute in attributes} | {
+        attribute.lower() for attribute in attributes
+    }
+
+
+def test_hypercorn_serves_the_whole_session_over_http(app: Quart, server: tuple[str, str]) -> None:
+    base, name = server
+    with httpx.Client(base_url=base, timeout=30) as http:
+        registered = http.post(
+            "/api/auth/register", json={"email": "real@example.com", "password": PASSWORD}
+        )
+        assert registered.status_code == 201
+        assert "server" not in registered.headers  # hypercorn.toml was read
+
+        login = http.post(
+            "/api/auth/login",
+            json={"email": "real@example.com", "password": PASSWORD, "remember": True},
+        )
+        assert login.status_code == 200
+        assert login.headers["cache-control"] == "no-store"
+        cookie, attributes = cookie_attributes(login, name)
+        assert {"secure", "httponly", "samesite=lax", "path=/", "max-age"} <= attributes
+        assert "domain" not in attributes  # a __Host- cookie may not name a domain
+
+        # httpx (rightly) keeps a Secure cookie off plain http, so send it by hand.
+        me = http.get("/api/me", headers={"Cookie": cookie})
+        assert me.status_code == 200
+        assert me.json()["email"] == "real@example.com"
+
+        logout = http.post("/api/auth/logout", headers={"Cookie": cookie})
+        assert logout.status_code == 204
+        assert "max-age=0" in cookie_attributes(logout, name)[1]
+        assert http.get("/api/me", headers={"Cookie": cookie}).status_code == 401
+
+
+def test_hypercorn_toml_has_only_real_settings() -> None:
+    """Hypercorn ignores unknown keys silently, so a typo would quietly do nothing."""
+    settings = tomllib.loads((ROOT / "hypercorn.toml").read_text())
+    known = {name for name in dir(HypercornConfig) if not name.startswith("__")}
+    assert set(settings) <= known, set(settings) - known
+    config = HypercornConfig.from_toml(ROOT / "hypercorn.toml")
+    assert config.bind == ["127.0.0.1:8000"]
+    assert config.keep_alive_timeout == 5
+
+
+def test_authapp_serve_runs_two_workers_on_one_embedded_postgres(tmp_path: Path) -> None:
+    """What `make run` does: development, no database URL, an embedded PostgreSQL."""
+    port = free_port()
+    instance = tmp_path / "instance"
+    env = clean_env(AUTHAPP_ENV="development", AUTHAPP_INSTANCE_PATH=str(instance))
+    process = subprocess.Popen(
+        [BIN / "authapp", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until_serving(process, port, seconds=120)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            assert (
+                http.post(
+                    "/api/auth/register", json={"email": "dev@example.com", "password": PASSWORD}
+                ).status_code
+                == 201
+            )
+            login = http.post(
+                "/api/auth/login", json={"email": "dev@example.com", "password": PASSWORD}
+            )
+            assert login.status_code == 200
+            assert "secure" not in cookie_attributes(login, "authapp_session")[1]
+            # Several requests, so both workers answer at least once on average.
+            for _ in range(6):
+                assert http.get("/api/me").status_code == 200
+    finally:
+        output = stop(process)
+    assert (instance / "pgdata" / "PG_VERSION").is_file()
+    assert (instance / "secret_key").is_file()
+    assert "embedded PostgreSQL" in output
+    assert not (instance / "pgdata" / "postmaster.pid").exists(), "PostgreSQL was left running"
+
+
+def run_cli(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BIN / "authapp", *args], cwd=ROOT, env=env, input=stdin, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_production_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
+    result = run_cli("serve", env=clean_env(AUTHAPP_INSTANCE_PATH=str(tmp_path)))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("authapp: error: AUTHAPP_SECRET_KEY is required in production")
+    result = run_cli("serve", env=clean_env(AUTHAPP_SECRET_KEY="too short"))
+    assert result.returncode == 2
+    assert "at least 32 bytes" in result.stderr
+
+
+def test_cli_migrates_and_creates_users(app: Quart, database_url: str, tmp_path: Path) -> None:
+    env = clean_env(
+        AUTHAPP_ENV="testing",
+        AUTHAPP_DATABASE_URL=database_url,
+        AUTHAPP_INSTANCE_PATH=str(tmp_path),
+    )
+    migrated = run_cli("db", "migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "database at migration 0" in migrated.stdout
+
+    created = run_cli(
+        "users", "create", "--email", "cli@example.com", env=env, stdin=PASSWORD + "\n"
+    )
+    assert created.returncode == 0, created.stderr
+    assert "created user" in created.stdout
+    assert PASSWORD not in created.stdout + created.stderr
+
+    weak = run_cli("users", "create", "--email", "weak@example.com", env=env, stdin="short\n")
+    assert weak.returncode == 1
+    assert "Use at least 12 characters" in weak.stderr
+
+    taken = run_cli("users", "create", "--email", "CLI@example.com", env=env, stdin=PASSWORD + "\n")
+    assert taken.returncode == 1
+    assert "already exists" in taken.stderr
+
+
+async def test_a_user_made_by_the_cli_can_sign_in(
+    app: Quart, database_url: str, tmp_path: Path
+) -> None:
+    env = clean_env(AUTHAPP_ENV="testing", AUTHAPP_DATABASE_URL=database_url)
+    created = run_cli(
+        "users", "create", "--email", "ops@example.com", env=env, stdin=PASSWORD + "\n"
+    )
+    assert created.returncode == 0, created.stderr
+    response = await app.test_client().post(
+        "/api/auth/login", json={"email": "ops@example.com", "password": PASSWORD}
+    )
+    assert response.status_code == 200
+
+
+def test_the_wheel_ships_the_migrations_and_finds_them(tmp_path: Path) -> None:
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+         "--wheel-dir", str(tmp_path / "dist"), str(ROOT)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("authapp-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "authapp/migrations/0.py" in names
+    assert "authapp/templates/base.html" in names
+    assert "authapp/static/style.css" in names
+
+    target = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(target)
+    code = "from authapp.database import migrations_path; print(migrations_path())"
+    found = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(target)}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert Path(found.stdout.strip()) == target / "authapp" / "migrations"
