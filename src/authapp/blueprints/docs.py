@@ -1,10 +1,8 @@
-"""The API docs page: Swagger UI served from the swagger-ui-bundle package, never a CDN."""
+"""The API docs page: Swagger UI 5 served from the openapi-ui-bundles package, never a CDN."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import swagger_ui_bundle
+import openapi_ui_bundles.swagger_ui
 from quart import Blueprint, ResponseReturnValue, render_template, send_from_directory
 from quart_rate_limiter import rate_exempt
 from quart_schema import hide
@@ -12,7 +10,7 @@ from werkzeug.exceptions import NotFound
 
 bp = Blueprint("docs", __name__)
 
-SWAGGER_UI = Path(swagger_ui_bundle.swagger_ui_path)
+SWAGGER_UI = openapi_ui_bundles.swagger_ui.static_path
 _ASSETS = {"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"}
 
 
