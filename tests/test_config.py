@@ -109,3 +109,11 @@ def test_production_never_generates_a_secret(tmp_path: Path) -> None:
     settings = load_settings({"ENV": "testing"}, environ={})
     assert with_development_secret(settings, tmp_path).secret_key is None
     assert not (tmp_path / "secret_key").exists()
+
+
+def test_the_readme_documents_every_setting() -> None:
+    from dataclasses import fields
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for field in fields(Settings):
+        assert f"| `AUTHAPP_{field.name.upper()}` |" in readme, field.name

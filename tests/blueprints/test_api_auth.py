@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -305,3 +306,23 @@ async def test_login_upgrades_an_outdated_hash(
         "/api/auth/login", json={"email": "alice@example.com", "password": PASSWORD}
     )
     assert again.status_code == 200
+
+
+async def test_old_cookies_survive_a_key_rotation(
+    make_user: MakeUser, login: Login, app: Quart, database_url: str, tmp_path: Path
+) -> None:
+    from authapp import create_app
+    from tests.conftest import SECRET_KEY, settings_for
+
+    await make_user()
+    cookie = session_cookie(await login()).split(";")[0]
+    new_key = "a-brand-new-secret-key-that-is-long-enough-42"
+    rotated = create_app(
+        settings_for(database_url, tmp_path, SECRET_KEY=new_key, SECRET_KEY_FALLBACKS=SECRET_KEY)
+    )
+    forgotten = create_app(settings_for(database_url, tmp_path, SECRET_KEY=new_key))
+    async with rotated.test_app(), forgotten.test_app():
+        still = await rotated.test_client().get("/api/me", headers={"Cookie": cookie})
+        assert still.status_code == 200
+        gone = await forgotten.test_client().get("/api/me", headers={"Cookie": cookie})
+        assert gone.status_code == 401
