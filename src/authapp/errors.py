@@ -125,8 +125,8 @@ async def handle_http_exception(error: HTTPException) -> Response:
     status = error.code or 500
     code, message = HTTP_CODES.get(status, ("HTTP_ERROR", error.description or "HTTP error."))
     headers = {}
-    if status == 405 and error.get_response().headers.get("Allow"):
-        headers["Allow"] = error.get_response().headers["Allow"]
+    if status == 405 and (allow := error.get_response().headers.get("Allow")):
+        headers["Allow"] = allow
     return await render_error(APIError(status, code, message, headers=headers))
 
 

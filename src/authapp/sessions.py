@@ -34,7 +34,7 @@ def new_token() -> str:
 
 
 def token_id(token: str) -> bytes | None:
-    """The database key of a token, or None for anything that is not one of our tokens."""
+    """The database key of a token (its SHA-256), or None for anything that is not a token."""
     if not _TOKEN_RE.match(token):
         return None
     return hashlib.sha256(token.encode("ascii")).digest()
@@ -63,6 +63,8 @@ async def start_session(
     session id planted before sign-in (fixation) is worthless afterwards.
     """
     token = new_token()
+    session_id = token_id(token)
+    assert session_id is not None  # new_token() makes tokens of exactly that shape
     now = utcnow()
     lifetime = settings.remember_lifetime if remember else settings.session_lifetime
     async with db.transaction() as connection:
@@ -71,7 +73,7 @@ async def start_session(
         await delete_dead_sessions_of_user(connection, user_id, now)
         await insert_session(
             connection,
-            session_id=hashlib.sha256(token.encode("ascii")).digest(),
+            session_id=session_id,
             user_id=user_id,
             now=now,
             expires_at=now + timedelta(seconds=lifetime),

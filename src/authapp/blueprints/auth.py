@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart import Blueprint, ResponseReturnValue, flash, redirect, render_template, request
 from quart_auth import current_user
 from quart_rate_limiter import rate_exempt, rate_limit
@@ -98,10 +96,10 @@ class RegisterForm(BaseModel):
     password: Password
     password_confirm: str = Field(max_length=1024)
 
-    def __init__(self, **data: Any) -> None:
-        if data.get("display_name") == "":  # an empty optional field means "not given"
-            data["display_name"] = None
-        super().__init__(**data)
+    @field_validator("display_name", mode="before")
+    @classmethod
+    def empty_means_not_given(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 @bp.get("/register")
