@@ -187,3 +187,14 @@ async def test_redis_store_shares_limits_between_apps_and_expires_keys(
             assert all(0 < ttl <= 60_000 for ttl in ttls)
         finally:
             await keys.aclose()
+
+
+async def test_unicode_forms_of_one_email_share_the_account_budget(client: Client) -> None:
+    """é typed composed or decomposed is one account to the lookup, so one budget too."""
+    composed, decomposed = "ren\u00e9@example.com", "rene\u0301@example.com"
+    for number in range(5):
+        email = composed if number % 2 else decomposed
+        response = await attempt(client, email, **from_address(f"192.0.2.{number}"))
+        assert response.status_code == 401
+    response = await attempt(client, decomposed, **from_address("192.0.2.100"))
+    assert response.status_code == 429

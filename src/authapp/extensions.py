@@ -96,7 +96,9 @@ async def login_account_key() -> str:
         email = (await request.form).get("email")
     if not isinstance(email, str) or not email.strip():
         return "account:none"
-    digest = hashlib.sha256(email.strip().casefold().encode("utf-8", "replace")).hexdigest()
+    # The same normalisation as the lookup, so no spelling of one account gets a fresh budget.
+    normalized = lookup_email(email).casefold()
+    digest = hashlib.sha256(normalized.encode("utf-8", "replace")).hexdigest()
     return f"account:{digest[:32]}"
 
 
