@@ -31,7 +31,7 @@ pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## lock: re-resolve requirements.lock from pyproject.toml
-lock:
+lock: $(STAMP)
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
 		--output-file requirements.lock --quiet

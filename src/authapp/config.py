@@ -109,19 +109,21 @@ def load_settings(
     for name in known:
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is not None:
-            values[name] = _coerce(name, raw, ENV_PREFIX + name.upper())
+            values[name] = _coerce(str(known[name].type), raw, ENV_PREFIX + name.upper())
     for key, value in (overrides or {}).items():
         name = key.lower().removeprefix(ENV_PREFIX.lower())
         if name not in known:
             raise ConfigError(f"unknown setting {key!r}")
-        values[name] = _coerce(name, value, key) if isinstance(value, str) else value
+        values[name] = (
+            _coerce(str(known[name].type), value, key) if isinstance(value, str) else value
+        )
     settings = Settings(**values)
     _validate(settings)
     return settings
 
 
-def _coerce(name: str, raw: str, source: str) -> Any:
-    kind = {field.name: field.type for field in fields(Settings)}[name]
+def _coerce(kind: str, raw: str, source: str) -> Any:
+    """Parse `raw` as the annotated type `kind` of a setting (annotations are strings here)."""
     try:
         if kind in ("bool", "bool | None"):
             lowered = raw.strip().lower()

@@ -9,17 +9,17 @@ from quart_auth import Unauthorized, login_required
 from quart_rate_limiter import rate_exempt
 from quart_schema import hide
 
-from ..errors import APIError, render_error, wants_json
+from ..errors import handle_http_exception, wants_json
 from ..extensions import current_account
 
 bp = Blueprint("protected", __name__)
 
 
 @bp.errorhandler(Unauthorized)
-async def sign_in_first(_error: Unauthorized) -> ResponseReturnValue:
+async def sign_in_first(error: Unauthorized) -> ResponseReturnValue:
     """Browsers go to the login page and come back after; API clients get a 401."""
     if wants_json():
-        return await render_error(APIError(401, "UNAUTHENTICATED", "You need to sign in."))
+        return await handle_http_exception(error)
     target = request.full_path.rstrip("?") if request.query_string else request.path
     return redirect("/auth/login?" + urlencode({"next": target}, safe="/"))
 
