@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 
 import pytest
@@ -31,7 +32,7 @@ async def test_weaker_or_foreign_hashes_need_a_rehash(hashing: PasswordHashing) 
 
 
 async def test_hashing_never_blocks_the_event_loop(hashing: PasswordHashing) -> None:
-    """While hashes run, a ticker on the loop keeps its rhythm (no tick waits a whole hash)."""
+    """While hashes run, a ticker on the loop keeps its rhythm."""
     started = time.perf_counter()
     await hashing.hash("warm up the pool")
     one_hash = time.perf_counter() - started
@@ -50,8 +51,10 @@ async def test_hashing_never_blocks_the_event_loop(hashing: PasswordHashing) -> 
     await asyncio.gather(*(hashing.hash(f"passphrase number {n}") for n in range(6)))
     stop.set()
     await task
-    assert len(gaps) > 10
-    assert max(gaps) < one_hash, (max(gaps), one_hash)
+    # A loop that ran the hashes itself would tick about once per hash; this one keeps ticking.
+    # (Counts and the median, not the longest gap: a busy machine can pause any thread.)
+    assert len(gaps) > 30, len(gaps)
+    assert statistics.median(gaps) < one_hash / 4, (statistics.median(gaps), one_hash)
 
 
 async def test_dummy_verification_costs_a_real_verification(hashing: PasswordHashing) -> None:
