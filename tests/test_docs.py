@@ -20,7 +20,9 @@ async def test_openapi_describes_the_api(client: Client) -> None:
         "name": "__Host-authapp_session",
     }
     paths = spec["paths"]
-    assert set(paths) == {"/api/auth/register", "/api/auth/login", "/api/auth/logout", "/api/me"}
+    assert set(paths) == {
+        "/api/auth/register", "/api/auth/login", "/api/auth/logout", "/api/me", "/api/me/password"
+    }  # fmt: skip
     login = paths["/api/auth/login"]["post"]
     assert login["requestBody"]["content"]["application/json"]["schema"]
     assert {"200", "400", "401", "429"} <= set(login["responses"])

@@ -14,11 +14,10 @@ from quart import Quart, Response, request
 
 from .blueprints import api, auth, docs, protected
 from .config import ConfigError, Settings, load_settings, with_development_secret
-from .csrf import csrf_token
 from .embedded import start_embedded_postgres
-from .errors import APIError, register_error_handlers
-from .extensions import current_account, init_extensions
-from .models.sessions import SessionAccount
+from .errors import register_error_handlers
+from .extensions import init_extensions
+from .templating import init_templating
 from .wrappers import AuthappRequest
 
 __all__ = ["ConfigError", "create_app"]
@@ -57,6 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         TESTING=settings.env == "testing",
         MAX_CONTENT_LENGTH=settings.max_body_size,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
+        CSRF_TIME_LIMIT=settings.csrf_time_limit,
         # Quart's signed cookie session carries only the CSRF token and flash messages.
         SESSION_COOKIE_NAME=settings.csrf_cookie_name,
         SESSION_COOKIE_SECURE=settings.secure_cookies,
@@ -68,12 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     for blueprint in (auth.bp, protected.bp, api.bp, docs.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
-
-    app.jinja_env.globals.update(
-        csrf_token=csrf_token,
-        nav_account=nav_account,
-        password_min_length=settings.password_min_length,
-    )
+    init_templating(app, settings)
 
     app.after_request(add_security_headers)
     if settings.trusted_proxy_hops:
@@ -82,17 +77,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
             app.asgi_app, mode="legacy", trusted_hops=settings.trusted_proxy_hops
         )
     return app
-
-
-async def nav_account() -> SessionAccount | None:
-    """The signed-in account for the page header, looked up only by pages that show it.
-
-    An outage must not break the error page that reports it, so it shows as signed out.
-    """
-    try:
-        return await current_account()
-    except APIError:
-        return None
 
 
 async def add_security_headers(response: Response) -> Response:

@@ -6,8 +6,16 @@ import logging
 
 from .config import Settings
 from .database import Database
-from .errors import APIError, validation_error
-from .models.users import User, insert_user, select_user_by_email, update_user_password_hash
+from .errors import APIError, ErrorDetail, validation_error
+from .models.sessions import SessionAccount, update_other_sessions_revoked
+from .models.users import (
+    User,
+    insert_user,
+    select_user_by_email,
+    select_user_by_id,
+    update_user_display_name,
+    update_user_password_hash,
+)
 from .passwords import PasswordHashing, PasswordPolicyError, check_policy, normalize_password
 from .sessions import utcnow
 
@@ -17,6 +25,14 @@ log = logging.getLogger(__name__)
 def invalid_credentials() -> APIError:
     # One answer for an unknown email, a wrong password and an inactive account.
     return APIError(401, "INVALID_CREDENTIALS", "Email or password is wrong.")
+
+
+def _acceptable_password(field: str, password: str, settings: Settings, email: str) -> str:
+    """The password as it will be hashed, or a VALIDATION_ERROR naming `field`."""
+    try:
+        return check_policy(password, min_length=settings.password_min_length, email=email)
+    except PasswordPolicyError as error:
+        raise validation_error(field, error.message, error.type) from None
 
 
 def default_display_name(email: str) -> str:
@@ -32,10 +48,7 @@ async def register(
     password: str,
     display_name: str | None,
 ) -> User:
-    try:
-        password = check_policy(password, min_length=settings.password_min_length, email=email)
-    except PasswordPolicyError as error:
-        raise validation_error("password", error.message, error.type) from None
+    password = _acceptable_password("password", password, settings, email)
     # Hash before looking at the table, so a taken email costs the same time as a free one.
     password_hash = await hashing.hash(password)
     async with db.connection() as connection:
@@ -73,3 +86,41 @@ async def authenticate(
             await update_user_password_hash(connection, user.id, new_hash, utcnow())
         log.info("upgraded the password hash of user %s", user.id)
     return user
+
+
+async def change_display_name(db: Database, account: SessionAccount, display_name: str) -> None:
+    async with db.connection() as connection:
+        await update_user_display_name(connection, account.user_id, display_name, utcnow())
+
+
+async def change_password(
+    db: Database,
+    hashing: PasswordHashing,
+    settings: Settings,
+    account: SessionAccount,
+    *,
+    current_password: str,
+    new_password: str,
+) -> int:
+    """Replace the password of a signed-in user who knows the current one.
+
+    Every other session of the user is revoked (whoever else holds one must sign in with the
+    new password); the session making the change stays. Returns how many were revoked.
+    """
+    new_password = _acceptable_password("new_password", new_password, settings, account.email)
+    async with db.connection() as connection:
+        user = await select_user_by_id(connection, account.user_id)
+    if user is None or not await hashing.verify(
+        user.password_hash, normalize_password(current_password)
+    ):
+        detail = ErrorDetail(
+            field="current_password", message="This is not your current password.", type="wrong"
+        )
+        raise APIError(400, "WRONG_PASSWORD", "The current password is wrong.", [detail])
+    new_hash = await hashing.hash(new_password)
+    async with db.transaction() as connection:
+        now = utcnow()
+        await update_user_password_hash(connection, user.id, new_hash, now)
+        revoked = await update_other_sessions_revoked(connection, user.id, account.session_id, now)
+    log.info("user %s changed their password; %d other sessions revoked", user.id, revoked)
+    return revoked

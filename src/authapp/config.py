@@ -74,6 +74,8 @@ class Settings:
     login_rate_limit_ip: RateSpec = RateSpec(10, timedelta(minutes=1))
     login_rate_limit_account: RateSpec = RateSpec(5, timedelta(minutes=15))
     register_rate_limit_ip: RateSpec = RateSpec(10, timedelta(hours=1))
+    write_rate_limit: RateSpec = RateSpec(30, timedelta(minutes=1))
+    csrf_time_limit: int = 3600
     redis_url: str | None = None
     trusted_proxy_hops: int = 0
     log_level: str = "INFO"
@@ -171,6 +173,7 @@ def _validate(settings: Settings) -> None:
         "AUTHAPP_DB_POOL_TIMEOUT": settings.db_pool_timeout,
         "AUTHAPP_DB_COMMAND_TIMEOUT": settings.db_command_timeout,
         "AUTHAPP_MAX_BODY_SIZE": settings.max_body_size,
+        "AUTHAPP_CSRF_TIME_LIMIT": settings.csrf_time_limit,
         "AUTHAPP_ARGON2_TIME_COST": settings.argon2_time_cost,
         "AUTHAPP_ARGON2_PARALLELISM": settings.argon2_parallelism,
     }

@@ -1,7 +1,10 @@
-"""CSRF for forms: a synchronizer token kept in the visitor's signed cookie session.
+"""CSRF for forms: a synchronizer token bound to the visitor, signed with a time limit.
 
-The token is bound to one visitor, compared in constant time, and replaced at sign-in and
-sign-out, so a token from before either is worthless afterwards.
+The visitor's signed cookie session keeps a random secret; each form carries that secret
+signed by itsdangerous with the time it was made (Flask-WTF's design, which does not run on
+Quart). A post passes only with an unexpired signature over this visitor's own secret,
+compared in constant time. The secret is replaced at sign-in and sign-out, so a token from
+before either is worthless afterwards.
 """
 
 from __future__ import annotations
@@ -9,34 +12,61 @@ from __future__ import annotations
 import hmac
 import secrets
 
-from quart import request, session
+from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
+from quart import current_app, request, session
 
 from .errors import APIError
 
 FIELD = "csrf_token"
 _SESSION_KEY = "csrf"
+_SALT = "authapp.csrf"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    # Old keys still verify after a rotation; the newest (last) signs.
+    keys = [*current_app.config["SECRET_KEY_FALLBACKS"], current_app.config["SECRET_KEY"]]
+    return URLSafeTimedSerializer(keys, salt=_SALT)
+
+
+def _visitor_secret() -> str:
+    secret = session.get(_SESSION_KEY)
+    if not isinstance(secret, str):
+        secret = secrets.token_urlsafe(32)
+        session[_SESSION_KEY] = secret
+    return secret
 
 
 def csrf_token() -> str:
-    """The visitor's token, made on first use (also a Jinja global for the forms)."""
-    token = session.get(_SESSION_KEY)
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session[_SESSION_KEY] = token
-    return token
+    """A token for one form of this visitor (also a Jinja global for the templates)."""
+    return str(_serializer().dumps(_visitor_secret()))
 
 
 def rotate_csrf_token() -> None:
-    session[_SESSION_KEY] = secrets.token_urlsafe(32)
+    """A new secret at sign-in and sign-out (only for visitors that have one: API clients don't)."""
+    if _SESSION_KEY in session:
+        session[_SESSION_KEY] = secrets.token_urlsafe(32)
+
+
+def _refuse(message: str) -> APIError:
+    return APIError(400, "CSRF_FAILED", message)
 
 
 async def check_csrf() -> None:
-    """Refuse a state-changing form post whose token is missing or not this visitor's."""
-    if request.method in {"GET", "HEAD", "OPTIONS"}:
+    """Refuse a state-changing form post whose token is missing, expired or not this visitor's."""
+    if request.method in SAFE_METHODS:
         return
     sent = (await request.form).get(FIELD, "")
     expected = session.get(_SESSION_KEY)
-    if not isinstance(expected, str) or not hmac.compare_digest(
-        sent.encode("utf-8", "replace"), expected.encode()
+    try:
+        secret = _serializer().loads(sent, max_age=current_app.config["CSRF_TIME_LIMIT"])
+    except SignatureExpired:
+        raise _refuse("This form has expired. Reload the page and try again.") from None
+    except BadData:
+        secret = None
+    if not (
+        isinstance(secret, str)
+        and isinstance(expected, str)
+        and hmac.compare_digest(secret.encode(), expected.encode())
     ):
-        raise APIError(400, "CSRF_FAILED", "This form has expired. Reload the page and try again.")
+        raise _refuse("This form could not be verified. Reload the page and try again.")

@@ -29,6 +29,18 @@ HTTP_CODES = {
     500: ("INTERNAL_ERROR", "Something went wrong on our side."),
     503: ("SERVICE_UNAVAILABLE", "The service is unavailable. Try again shortly."),
 }
+# Headings of the error pages browsers see.
+PAGE_TITLES = {
+    400: "That did not work",
+    401: "Please sign in",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Not allowed here",
+    413: "Too much at once",
+    429: "Slow down",
+    500: "Something went wrong",
+    503: "Back in a moment",
+}
 
 
 class ErrorDetail(BaseModel):
@@ -83,11 +95,34 @@ async def render_error(error: APIError) -> Response:
         body = ErrorOut(code=error.code, message=error.message, details=error.details)
         response = cast(Response, current_app.json.response(body.model_dump(exclude_none=True)))
     else:
-        html = await render_template("error.html", error=error)
+        html = await render_template(
+            "error.html", error=error, title=PAGE_TITLES.get(error.status), retry=_form_to_retry()
+        )
         response = Response(html, content_type="text/html; charset=utf-8")
     response.status_code = error.status
     response.headers.update(error.headers)
     return response
+
+
+def _form_to_retry() -> str | None:
+    """After a failed form post, the page that shows the form again, if there is one."""
+    if request.method in {"GET", "HEAD"}:
+        return None
+    try:
+        current_app.create_url_adapter(request).match(request.path, method="GET")  # type: ignore[union-attr]
+    except HTTPException:
+        return None
+    return request.path
+
+
+def wait_text(seconds: int) -> str:
+    """A wait for people: "45 seconds", "15 minutes", "3 hours", rounded up."""
+    count, unit = seconds, "second"
+    if seconds > 2 * 3600:
+        count, unit = -(-seconds // 3600), "hour"
+    elif seconds >= 60:
+        count, unit = -(-seconds // 60), "minute"
+    return f"{count} {unit}{'s' if count != 1 else ''}"
 
 
 def details_from(validation_error: Exception) -> list[ErrorDetail]:
@@ -97,6 +132,10 @@ def details_from(validation_error: Exception) -> list[ErrorDetail]:
     for item in validation_error.errors(include_url=False, include_input=False):
         field = ".".join(str(part) for part in item["loc"]) or "body"
         message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "missing" or (
+            item["type"] == "string_too_short" and item.get("ctx", {}).get("min_length") == 1
+        ):
+            message = "This field is required."
         details.append(ErrorDetail(field=field, message=message, type=str(item["type"])))
     return details
 
@@ -117,7 +156,7 @@ async def handle_schema_error(error: RequestSchemaValidationError) -> Response:
 async def handle_rate_limited(error: RateLimitExceeded) -> Response:
     code, message = HTTP_CODES[429]
     wait = max(error.retry_after if isinstance(error.retry_after, int) else 1, 1)
-    message = f"Too many attempts. Try again in {wait} second{'s' if wait != 1 else ''}."
+    message = f"Too many attempts. Try again in {wait_text(wait)}."
     return await render_error(APIError(429, code, message, headers={"Retry-After": str(wait)}))
 
 

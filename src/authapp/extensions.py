@@ -15,7 +15,15 @@ from math import ceil
 from typing import Any, cast
 
 from quart import Quart, current_app, request
-from quart_auth import Action, AuthUser, QuartAuth, current_user, login_user, logout_user
+from quart_auth import (
+    Action,
+    AuthUser,
+    QuartAuth,
+    Unauthorized,
+    current_user,
+    login_user,
+    logout_user,
+)
 from quart_db import QuartDB
 from quart_rate_limiter import KeyCallable, RateLimit, RateLimiter
 from quart_rate_limiter.redis_store import RedisStore
@@ -25,6 +33,7 @@ from quart_schema.openapi import OpenAPIProvider
 
 from .accounts import authenticate
 from .config import RateSpec, Settings
+from .csrf import rotate_csrf_token
 from .database import Database, migrations_path
 from .models.sessions import SessionAccount
 from .models.users import User
@@ -77,6 +86,14 @@ async def current_account() -> SessionAccount | None:
     return await cast(SessionUser, current_user).account()
 
 
+async def signed_in_account() -> SessionAccount:
+    """The account of a route behind login_required (which has already resolved it)."""
+    account = await current_account()
+    if account is None:
+        raise Unauthorized()
+    return account
+
+
 # --- rate limiting -------------------------------------------------------------------------
 
 
@@ -96,6 +113,18 @@ async def login_account_key() -> str:
         email = (await request.form).get("email")
     if not isinstance(email, str) or not email.strip():
         return "account:none"
+    return _account_key(email)
+
+
+async def signed_in_account_key() -> str:
+    """The signed-in account, keyed as its logins are (so both draw on one budget)."""
+    account = await current_account()
+    if account is None:
+        return await client_address_key()
+    return _account_key(account.email)
+
+
+def _account_key(email: str) -> str:
     # The same normalisation as the lookup, so no spelling of one account gets a fresh budget.
     normalized = lookup_email(email).casefold()
     digest = hashlib.sha256(normalized.encode("utf-8", "replace")).hexdigest()
@@ -146,6 +175,11 @@ LOGIN_LIMITS: list[RateLimit] = [
     ConfiguredLimit("login_rate_limit_account", login_account_key),
 ]
 REGISTER_LIMITS: list[RateLimit] = [ConfiguredLimit("register_rate_limit_ip", client_address_key)]
+# Checking a current password is a login attempt, so it spends the account's login budget.
+PASSWORD_CHANGE_LIMITS: list[RateLimit] = [
+    ConfiguredLimit("login_rate_limit_account", signed_in_account_key)
+]
+WRITE_LIMITS: list[RateLimit] = [ConfiguredLimit("write_rate_limit", signed_in_account_key)]
 
 
 class PruningMemoryStore(MemoryStore):
@@ -307,6 +341,7 @@ async def start_client_session(user: User, *, remember: bool) -> None:
         replaces=current_user.auth_id,
     )
     login_user(SessionUser(token), remember=remember)
+    rotate_csrf_token()  # a form token from before sign-in is worthless after it
 
 
 async def sign_out() -> None:
@@ -315,3 +350,4 @@ async def sign_out() -> None:
     if token is not None:
         await revoke_session(state().db, token)
     logout_user()
+    rotate_csrf_token()

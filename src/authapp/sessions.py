@@ -66,6 +66,7 @@ async def start_session(
     session_id = token_id(token)
     assert session_id is not None  # new_token() makes tokens of exactly that shape
     now = utcnow()
+    address = _clean_ip(ip)
     lifetime = settings.remember_lifetime if remember else settings.session_lifetime
     async with db.transaction() as connection:
         if replaces is not None and (old_id := token_id(replaces)) is not None:
@@ -78,10 +79,10 @@ async def start_session(
             now=now,
             expires_at=now + timedelta(seconds=lifetime),
             remember=remember,
-            ip=_clean_ip(ip),
+            ip=address,
             user_agent=(user_agent or "")[:MAX_USER_AGENT] or None,
         )
-        await update_user_last_login(connection, user_id, now)
+        await update_user_last_login(connection, user_id, now, address)
     return token
 
 

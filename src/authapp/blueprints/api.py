@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from uuid import UUID
 
@@ -21,10 +22,12 @@ from .. import accounts
 from ..errors import documents_errors
 from ..extensions import (
     LOGIN_LIMITS,
+    PASSWORD_CHANGE_LIMITS,
     REGISTER_LIMITS,
-    current_account,
+    WRITE_LIMITS,
     sign_in,
     sign_out,
+    signed_in_account,
     state,
 )
 from ..models.sessions import SessionAccount
@@ -132,6 +135,59 @@ async def logout() -> tuple[str, int]:
 @documents_errors(401)
 async def me() -> UserOut:
     """The signed-in user. 401 `UNAUTHENTICATED` without a live session."""
-    account = await current_account()
-    assert account is not None  # login_required resolved it
-    return UserOut.of(account)
+    return UserOut.of(await signed_in_account())
+
+
+class ProfileIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    display_name: DisplayName
+
+
+@bp.patch("/me")
+@rate_limit(limits=WRITE_LIMITS)
+@login_required
+@tag(["account"])
+@security_scheme(SESSION)
+@validate_request(ProfileIn)
+@validate_response(UserOut, 200)
+@documents_errors(400, 401, 429)
+async def update_me(data: ProfileIn) -> UserOut:
+    """Change the display name."""
+    account = await signed_in_account()
+    await accounts.change_display_name(state().db, account, data.display_name)
+    return UserOut.of(replace(account, display_name=data.display_name))
+
+
+class PasswordChangeIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    current_password: Password
+    new_password: Password
+
+
+@bp.post("/me/password")
+@rate_limit(limits=PASSWORD_CHANGE_LIMITS)
+@login_required
+@tag(["account"])
+@security_scheme(SESSION)
+@validate_request(PasswordChangeIn)
+@document_response(NoContent, 204)
+@documents_errors(400, 401, 429)
+async def change_password(data: PasswordChangeIn) -> tuple[str, int]:
+    """Change the password, proving the current one.
+
+    Every other session of the user is revoked; this one stays. 400 `WRONG_PASSWORD` when
+    `current_password` is wrong, `VALIDATION_ERROR` when the new one breaks the policy. Tries
+    count against the account's sign-in limit (AUTHAPP_LOGIN_RATE_LIMIT_ACCOUNT).
+    """
+    app_state = state()
+    await accounts.change_password(
+        app_state.db,
+        app_state.hashing,
+        app_state.settings,
+        await signed_in_account(),
+        current_password=data.current_password,
+        new_password=data.new_password,
+    )
+    return "", 204

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from quart import Blueprint, ResponseReturnValue, flash, redirect, render_template, request
+from quart import Blueprint, ResponseReturnValue, flash, redirect, request
 from quart_auth import current_user
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import DataSource, RequestSchemaValidationError, hide, validate_request
 
 from .. import accounts
-from ..csrf import check_csrf, rotate_csrf_token
+from ..csrf import check_csrf
 from ..errors import APIError, ErrorDetail, details_from
 from ..extensions import (
     LOGIN_LIMITS,
@@ -19,6 +19,7 @@ from ..extensions import (
     start_client_session,
     state,
 )
+from ..pages import mismatch, render_form
 from ..redirects import safe_next
 from ..schemas import DisplayName, Email, LoginEmail, Password
 
@@ -26,7 +27,6 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 bp.before_request(check_csrf)
 
 _TEMPLATES = {"auth.login": "auth/login.html", "auth.register": "auth/register.html"}
-_KEPT_FIELDS = ("email", "display_name")  # re-filled after an error; passwords never are
 
 
 async def _form_page(
@@ -37,13 +37,10 @@ async def _form_page(
     message: str | None = None,
 ) -> ResponseReturnValue:
     form = await request.form if request.method == "POST" else {}
-    values = {name: form.get(name, "") for name in _KEPT_FIELDS}
     next_url = safe_next(form.get("next") or request.args.get("next"))
-    field_errors = {error.field: error.message for error in errors or []}
-    html = await render_template(
-        _TEMPLATES[endpoint], values=values, errors=field_errors, message=message, next=next_url
+    return await render_form(
+        _TEMPLATES[endpoint], status=status, errors=errors, message=message, next=next_url
     )
-    return html, status
 
 
 @bp.errorhandler(RequestSchemaValidationError)
@@ -84,7 +81,6 @@ async def login(data: LoginForm) -> ResponseReturnValue:
         if error.code != "INVALID_CREDENTIALS":
             raise
         return await _form_page("auth.login", status=401, message=error.message)
-    rotate_csrf_token()
     return redirect(safe_next((await request.form).get("next")))
 
 
@@ -115,10 +111,7 @@ async def register_page() -> ResponseReturnValue:
 @validate_request(RegisterForm, source=DataSource.FORM)
 async def register(data: RegisterForm) -> ResponseReturnValue:
     if data.password != data.password_confirm:
-        mismatch = ErrorDetail(
-            field="password_confirm", message="The passwords do not match.", type="mismatch"
-        )
-        return await _form_page("auth.register", status=400, errors=[mismatch])
+        return await _form_page("auth.register", status=400, errors=mismatch("password_confirm"))
     app_state = state()
     try:
         user = await accounts.register(
@@ -137,7 +130,6 @@ async def register(data: RegisterForm) -> ResponseReturnValue:
             return await _form_page("auth.register", status=400, errors=error.details)
         raise
     await start_client_session(user, remember=False)
-    rotate_csrf_token()
     await flash("Your account is ready. Welcome!", "success")
     return redirect(safe_next((await request.form).get("next")))
 
@@ -147,6 +139,5 @@ async def register(data: RegisterForm) -> ResponseReturnValue:
 @hide
 async def logout() -> ResponseReturnValue:
     await sign_out()
-    rotate_csrf_token()
     await flash("You have been signed out.", "success")
     return redirect("/auth/login")

@@ -23,6 +23,8 @@ class SessionAccount:
     email_verified_at: datetime | None
     created_at: datetime
     last_login_at: datetime | None
+    previous_login_at: datetime | None
+    previous_login_ip: str | None
 
 
 async def select_live_session_account(
@@ -32,7 +34,8 @@ async def select_live_session_account(
     row = await db.fetch_first(
         """SELECT s.id AS session_id, s.created_at AS session_created_at, s.expires_at,
                   s.remember, u.id AS user_id, u.email, u.display_name, u.email_verified_at,
-                  u.created_at, u.last_login_at
+                  u.created_at, u.last_login_at, u.previous_login_at,
+                  host(u.previous_login_ip) AS previous_login_ip
              FROM sessions s
              JOIN users u ON u.id = s.user_id
             WHERE s.id = :id AND s.revoked_at IS NULL AND s.expires_at > :now AND u.is_active""",
@@ -83,3 +86,19 @@ async def delete_dead_sessions_of_user(db: Connection, user_id: UUID, now: datet
             WHERE user_id = :user_id AND (expires_at <= :now OR revoked_at IS NOT NULL)""",
         {"user_id": user_id, "now": now},
     )
+
+
+async def update_other_sessions_revoked(
+    db: Connection, user_id: UUID, keep_id: bytes, now: datetime
+) -> int:
+    """Revoke every live session of a user but one; return how many there were."""
+    revoked = await db.fetch_val(
+        """WITH revoked AS (
+               UPDATE sessions SET revoked_at = :now
+                WHERE user_id = :user_id AND id <> :keep_id
+                  AND revoked_at IS NULL AND expires_at > :now
+            RETURNING 1)
+           SELECT count(*) FROM revoked""",
+        {"user_id": user_id, "keep_id": keep_id, "now": now},
+    )
+    return int(revoked or 0)

@@ -64,9 +64,26 @@ async def update_user_password_hash(
     )
 
 
-async def update_user_last_login(db: Connection, user_id: UUID, now: datetime) -> None:
+async def update_user_last_login(
+    db: Connection, user_id: UUID, now: datetime, ip: str | None
+) -> None:
+    """Record a sign-in, keeping the one before it (the dashboard shows that one)."""
+    # SET reads the row as it was, so the previous values move over before being replaced.
     await db.execute(
-        "UPDATE users SET last_login_at = :now WHERE id = :id", {"id": user_id, "now": now}
+        """UPDATE users
+              SET previous_login_at = last_login_at, previous_login_ip = last_login_ip,
+                  last_login_at = :now, last_login_ip = CAST(:ip AS inet)
+            WHERE id = :id""",
+        {"id": user_id, "now": now, "ip": ip},
+    )
+
+
+async def update_user_display_name(
+    db: Connection, user_id: UUID, display_name: str, now: datetime
+) -> None:
+    await db.execute(
+        "UPDATE users SET display_name = :display_name, updated_at = :now WHERE id = :id",
+        {"id": user_id, "display_name": display_name, "now": now},
     )
 
 
