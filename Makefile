@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest lock bench clean
+.PHONY: run test lint typecheck pytest screenshots lock bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## screenshots: drive chromium through the pages and save what it shows to docs/screenshots
+screenshots: $(STAMP)
+	AUTHAPP_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/test_browser.py -q
 
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock: $(STAMP)

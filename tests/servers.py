@@ -1,0 +1,79 @@
+"""authapp as a real server in a subprocess, as production runs it: hypercorn and its config."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, SECRET_KEY
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AUTHAPP_")}
+    return {**env, **extra}
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], port: int, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            pytest.fail(f"the server exited with {process.returncode}:\n{output}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail("the server did not start in time")
+
+
+def stop(process: subprocess.Popen[bytes]) -> str:
+    process.terminate()
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output.decode()
+
+
+@contextmanager
+def hypercorn(database_url: str, instance_path: Path, **settings: str) -> Iterator[str]:
+    """hypercorn with the repository's hypercorn.toml on a free port; yields its base URL.
+
+    `settings` are extra AUTHAPP_* variables; everything else is production's defaults.
+    """
+    port = free_port()
+    env = clean_env(
+        AUTHAPP_SECRET_KEY=SECRET_KEY,
+        AUTHAPP_DATABASE_URL=database_url,
+        AUTHAPP_INSTANCE_PATH=str(instance_path),
+        **settings,
+    )
+    process = subprocess.Popen(
+        [BIN / "hypercorn", "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{port}",
+         "authapp:create_app()"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until_serving(process, port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)

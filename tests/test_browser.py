@@ -1,0 +1,309 @@
+"""A person in a real browser: Playwright drives chromium through the pages and the API docs.
+
+Every page is watched: a console error (a CSP violation shows up there), an uncaught script
+error or a request to anywhere but this server fails the test. With AUTHAPP_SCREENSHOTS set
+(`make screenshots`), the pages are saved there as PNGs; otherwise into a throwaway folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Error,
+    Page,
+    Request,
+    async_playwright,
+    expect,
+)
+from quart import Quart
+
+from tests.conftest import PASSWORD, ROOT, fetch_val
+from tests.servers import hypercorn
+
+CHROMIUM = os.environ.get("AUTHAPP_CHROMIUM", "/usr/bin/chromium")
+# This machine reaches no internet: nothing in the background may try.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(
+    not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)),
+    reason=f"chromium is not installed at {CHROMIUM} "
+    "(apt-get install chromium; .ci/run installs it)",
+)
+
+EMAIL = "ada@example.com"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+BACKGROUND = "getComputedStyle(document.body).backgroundColor"
+
+
+@pytest.fixture
+def server(app: Quart, database_url: str, tmp_path: Path) -> Iterator[str]:
+    """hypercorn as production runs it, but with cookies a browser keeps on plain http.
+
+    It asks for `app` first, so the tables are empty when it starts.
+    """
+    with hypercorn(database_url, tmp_path / "instance", AUTHAPP_COOKIE_SECURE="false") as base:
+        yield base
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where the pictures go: AUTHAPP_SCREENSHOTS (under the repository) or a temporary folder."""
+    configured = os.environ.get("AUTHAPP_SCREENSHOTS")
+    folder = ROOT / configured if configured else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@dataclass
+class Watch:
+    """Everything a browser context did that a test wants to know about."""
+
+    origin: str
+    requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+    def on_request(self, request: Request) -> None:
+        self.requests.append(request.url)
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.console_errors.append(f"{message.text} ({message.location.get('url')})")
+
+    def on_page_error(self, error: Error) -> None:
+        self.page_errors.append(str(error))
+
+    def off_site(self) -> list[str]:
+        return [
+            url
+            for url in self.requests
+            if not (url.startswith(self.origin + "/") or url.startswith("data:"))
+        ]
+
+    def assert_clean(self) -> None:
+        assert self.page_errors == [], self.page_errors
+        assert self.console_errors == [], self.console_errors
+        assert self.off_site() == [], self.off_site()
+
+
+async def open_context(
+    browser: Browser, base: str, **options: object
+) -> tuple[BrowserContext, Watch]:
+    context = await browser.new_context(
+        base_url=base, locale="en-US", timezone_id="UTC", **{"viewport": DESKTOP, **options}
+    )
+    watch = Watch(origin=base)
+    context.on("request", watch.on_request)
+    context.on("console", watch.on_console)
+    context.on("weberror", lambda web_error: watch.on_page_error(web_error.error))
+    return context, watch
+
+
+async def shoot(page: Page, folder: Path, name: str) -> None:
+    await page.screenshot(path=folder / name, full_page=True, animations="disabled")
+
+
+async def sign_in(page: Page, password: str, *, remember: bool = False) -> None:
+    await page.get_by_label("Email").fill(EMAIL)
+    await page.get_by_label("Password").fill(password)
+    if remember:
+        await page.get_by_label("Remember me").check()
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def session_cookie(context: BrowserContext) -> dict[str, object]:
+    (cookie,) = [c for c in await context.cookies() if c.get("name") == "authapp_session"]
+    return dict(cookie)
+
+
+async def stored_display_name(app: Quart) -> str:
+    return str(
+        await fetch_val(app, "SELECT display_name FROM users WHERE email = :e", {"e": EMAIL})
+    )
+
+
+async def test_a_person_signs_up_signs_in_and_manages_their_account(
+    app: Quart, server: str, browser: Browser, screenshots: Path
+) -> None:
+    context, watch = await open_context(browser, server)
+    page = await context.new_page()
+
+    # Sign up: the form posts its CSRF token and lands on the dashboard, signed in.
+    await page.goto("/auth/register")
+    await expect(page.get_by_role("heading", name="Create an account")).to_be_visible()
+    await page.get_by_label("Email").fill(EMAIL)
+    await page.get_by_label("Display name").fill("Ada")
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_label("Confirm password").fill(PASSWORD)
+    await shoot(page, screenshots, "01-register.png")
+    await page.get_by_role("button", name="Create account").click()
+    await expect(page).to_have_url(f"{server}/")
+    await expect(page.get_by_role("status")).to_have_text("Your account is ready. Welcome!")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ada")
+    await expect(page.get_by_text(f"You are signed in as {EMAIL}.")).to_be_visible()
+    await expect(page.locator("#previous-sign-in")).to_have_text("This is your first sign-in.")
+    await expect(page.get_by_role("link", name="Dashboard")).to_have_attribute(
+        "aria-current", "page"
+    )
+    cookie = await session_cookie(context)
+    assert cookie["httpOnly"] is True
+    assert cookie["expires"] == -1, "without Remember me the session ends with the browser"
+    assert await stored_display_name(app) == "Ada"
+    await shoot(page, screenshots, "02-dashboard-first-sign-in.png")
+
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page).to_have_url(f"{server}/auth/login")
+    await expect(page.get_by_role("status")).to_have_text("You have been signed out.")
+    await expect(page.get_by_role("link", name="Sign in")).to_be_visible()
+    await expect(page.get_by_role("link", name="Create account")).to_be_visible()
+    await expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+    await shoot(page, screenshots, "03-signed-out.png")
+
+    # A wrong password: the same page again, with the error and the email kept.
+    # Chromium itself reports the 401 answer in the console: the one error expected here.
+    async with page.expect_console_message(lambda message: message.type == "error") as console:
+        await sign_in(page, "not my password at all")
+    assert re.search(r"status of 401\b", (await console.value).text)
+    assert len(watch.console_errors) == 1, watch.console_errors
+    watch.console_errors.clear()
+    await expect(page.get_by_role("alert")).to_have_text("Email or password is wrong.")
+    await expect(page).to_have_url(f"{server}/auth/login")
+    await expect(page.get_by_label("Email")).to_have_value(EMAIL)
+    await expect(page.get_by_label("Password")).to_have_value("")
+    await shoot(page, screenshots, "04-sign-in-error.png")
+
+    await sign_in(page, PASSWORD, remember=True)
+    await expect(page).to_have_url(f"{server}/")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ada")
+    await expect(page.locator("#previous-sign-in")).to_have_text(
+        re.compile(r"^\s*\d{1,2} \w{3} \d{4}, \d{2}:\d{2} UTC\s+from 127\.0\.0\.1\s*$")
+    )
+    assert (await session_cookie(context))["expires"] > 0, "Remember me keeps the session"
+    await shoot(page, screenshots, "05-dashboard.png")
+
+    await page.get_by_role("link", name="Account", exact=True).click()
+    await expect(page).to_have_url(f"{server}/account")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Account")
+    await expect(page.get_by_label("Display name")).to_have_value("Ada")
+    for label in ("Current password", "New password", "Confirm new password"):
+        await expect(page.get_by_label(label, exact=True)).to_be_visible()
+    await expect(page.get_by_role("button", name="Change password")).to_be_visible()
+    await shoot(page, screenshots, "06-account.png")
+
+    await page.get_by_label("Display name").fill("Ada Lovelace")
+    await page.get_by_role("button", name="Save display name").click()
+    await expect(page.get_by_role("status")).to_have_text("Your display name is saved.")
+    await expect(page.get_by_label("Display name")).to_have_value("Ada Lovelace")
+    assert await stored_display_name(app) == "Ada Lovelace"
+    await shoot(page, screenshots, "07-account-saved.png")
+
+    await page.get_by_role("link", name="Dashboard").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ada Lovelace")
+
+    # The same session on a phone-sized screen.
+    phone, phone_watch = await open_context(
+        browser, server, viewport=PHONE, is_mobile=True, has_touch=True,
+        storage_state=await context.storage_state(),
+    )  # fmt: skip
+    phone_page = await phone.new_page()
+    await phone_page.goto("/")
+    await expect(phone_page.get_by_role("heading", level=1)).to_have_text("Welcome, Ada Lovelace")
+    await shoot(phone_page, screenshots, "08-dashboard-phone.png")
+    await phone.close()
+    phone_watch.assert_clean()
+
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("status")).to_have_text("You have been signed out.")
+    await page.goto("/")
+    await expect(page).to_have_url(re.compile(re.escape(f"{server}/auth/login?next=")))
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+    await shoot(page, screenshots, "09-sign-in-required.png")
+    light_background = await page.evaluate(BACKGROUND)
+    await context.close()
+    watch.assert_clean()
+
+    # The sign-in page in dark mode: the stylesheet follows the system's colour scheme.
+    dark, dark_watch = await open_context(browser, server, color_scheme="dark")
+    dark_page = await dark.new_page()
+    await dark_page.goto("/auth/login")
+    await expect(dark_page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert await dark_page.evaluate(BACKGROUND) != light_background
+    await shoot(dark_page, screenshots, "10-sign-in-dark.png")
+    await dark.close()
+    dark_watch.assert_clean()
+
+
+async def test_no_request_leaves_the_site(server: str, browser: Browser) -> None:
+    """No CDN, no fonts, no analytics: every page, style, script and the spec come from here."""
+    context, watch = await open_context(browser, server)
+    page = await context.new_page()
+    await page.goto("/auth/register")
+    await page.get_by_label("Email").fill(EMAIL)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_label("Confirm password").fill(PASSWORD)
+    await page.get_by_role("button", name="Create account").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, ada")
+    await page.get_by_role("link", name="Account", exact=True).click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Account")
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("status")).to_have_text("You have been signed out.")
+    await sign_in(page, PASSWORD)
+    await expect(page).to_have_url(f"{server}/")
+    await page.get_by_role("link", name="API docs").click()
+    await expect(page.get_by_text("/api/auth/login", exact=True)).to_be_visible()
+    await context.close()
+
+    assert f"{server}/static/style.css" in watch.requests
+    assert f"{server}/openapi.json" in watch.requests
+    assert watch.off_site() == [], watch.off_site()
+    watch.assert_clean()
+
+
+async def test_docs_render_in_a_real_browser_with_no_internet(
+    server: str, browser: Browser
+) -> None:
+    """Swagger UI must really draw our OpenAPI 3.1 spec (Swagger UI 4 could not) from local files.
+
+    This machine reaches no CDN, so anything fetched from one would leave the page empty.
+    """
+    context, watch = await open_context(browser, server)
+    page = await context.new_page()
+    response = await page.goto("/docs")
+    assert response is not None
+    assert response.ok
+    await expect(page.get_by_text("/api/auth/login", exact=True)).to_be_visible()
+    paths = set(await page.locator(".opblock-summary-path").all_inner_texts())
+    assert {"/api/auth/register", "/api/auth/login", "/api/auth/logout", "/api/me"} <= paths
+    await expect(page.get_by_text("Unable to render this definition")).to_have_count(0)
+    await context.close()
+    watch.assert_clean()
