@@ -307,3 +307,24 @@ async def test_docs_render_in_a_real_browser_with_no_internet(
     await expect(page.get_by_text("Unable to render this definition")).to_have_count(0)
     await context.close()
     watch.assert_clean()
+
+
+async def test_the_keyboard_reaches_the_form_and_shows_where_it_is(
+    server: str, browser: Browser
+) -> None:
+    """Tab first offers the skip link, which jumps to the form; focus is always drawn."""
+    context, watch = await open_context(browser, server)
+    page = await context.new_page()
+    await page.goto("/auth/login")
+    await page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    await expect(skip).to_be_focused()
+    await expect(skip).to_be_in_viewport()
+    outline = "getComputedStyle(document.activeElement).outlineStyle"
+    assert await page.evaluate(outline) != "none"
+    await page.keyboard.press("Enter")  # to #main, so the next Tab is the first field
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("Email")).to_be_focused()
+    assert await page.evaluate(outline) != "none"
+    await context.close()
+    watch.assert_clean()
