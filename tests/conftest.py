@@ -8,7 +8,7 @@ import secrets
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -19,6 +19,11 @@ from quart.typing import TestClientProtocol as Client
 from authapp import create_app
 from authapp.extensions import AppState
 from authapp.models.users import User
+
+if TYPE_CHECKING:  # imported for real by pytest_plugins (tests.mailbox imports this module)
+    from tests.mailbox import SmtpServer
+
+pytest_plugins = ["tests.mailbox"]  # smtp_server and mailbox: a real SMTP server for every app
 
 PASSWORD = "correct horse battery staple"
 SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
@@ -79,15 +84,17 @@ def settings_for(database_url: str, tmp_path: Path, **overrides: Any) -> dict[st
 
 @pytest.fixture
 async def app(
-    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+    database_url: str, tmp_path: Path, smtp_server: SmtpServer, request: pytest.FixtureRequest
 ) -> AsyncIterator[Quart]:
-    """An app on the run's database, emptied first; `@pytest.mark.settings(...)` overrides."""
+    """An app on the run's database, emptied first, mailing the test SMTP server;
+    `@pytest.mark.settings(...)` overrides."""
     marker = request.node.get_closest_marker("settings")
-    overrides = marker.kwargs if marker else {}
+    overrides: dict[str, Any] = {"SMTP_URL": smtp_server.url, "MAIL_RETRY_DELAY": 0}
+    overrides.update(marker.kwargs if marker else {})
     app = create_app(settings_for(database_url, tmp_path, **overrides))
     async with app.test_app():
         async with app_state(app).db.connection() as connection:
-            await connection.execute("TRUNCATE users, sessions")
+            await connection.execute("TRUNCATE users, sessions, email_tokens")
         yield app
 
 

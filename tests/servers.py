@@ -55,17 +55,23 @@ def stop(process: subprocess.Popen[bytes]) -> str:
 
 
 @contextmanager
-def hypercorn(database_url: str, instance_path: Path, **settings: str) -> Iterator[str]:
+def hypercorn(
+    database_url: str, instance_path: Path, smtp_url: str, **settings: str
+) -> Iterator[str]:
     """hypercorn with the repository's hypercorn.toml on a free port; yields its base URL.
 
-    `settings` are extra AUTHAPP_* variables; everything else is production's defaults.
+    Mail goes to `smtp_url`; links in it start with the server's own URL unless
+    AUTHAPP_BASE_URL is given. `settings` are extra AUTHAPP_* variables; everything else is
+    production's defaults.
     """
     port = free_port()
     env = clean_env(
         AUTHAPP_SECRET_KEY=SECRET_KEY,
         AUTHAPP_DATABASE_URL=database_url,
         AUTHAPP_INSTANCE_PATH=str(instance_path),
-        **settings,
+        AUTHAPP_SMTP_URL=smtp_url,
+        AUTHAPP_MAIL_RETRY_DELAY="0",
+        **{"AUTHAPP_BASE_URL": f"http://127.0.0.1:{port}", **settings},
     )
     process = subprocess.Popen(
         [BIN / "hypercorn", "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{port}",

@@ -16,13 +16,14 @@ from hypercorn.config import Config as HypercornConfig
 from quart import Quart
 
 from tests.conftest import PASSWORD, ROOT
+from tests.mailbox import SmtpServer
 from tests.servers import BIN, clean_env, free_port, hypercorn, stop, wait_until_serving
 
 
 @pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+def server(database_url: str, tmp_path: Path, smtp_server: SmtpServer) -> Iterator[tuple[str, str]]:
     """hypercorn with the repository's hypercorn.toml, as production would run it."""
-    with hypercorn(database_url, tmp_path / "instance") as base:
+    with hypercorn(database_url, tmp_path / "instance", smtp_server.url) as base:
         yield base, "__Host-authapp_session"
 
 

@@ -17,6 +17,7 @@ from .config import ConfigError, Settings, load_settings, with_development_secre
 from .embedded import start_embedded_postgres
 from .errors import register_error_handlers
 from .extensions import init_extensions
+from .mail import init_mail
 from .templating import init_templating
 from .wrappers import AuthappRequest
 
@@ -65,6 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         SESSION_COOKIE_PATH="/",
     )
     init_extensions(app, settings)
+    init_mail(app, settings)
     for blueprint in (auth.bp, protected.bp, api.bp, docs.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)

@@ -75,8 +75,18 @@ class Settings:
     login_rate_limit_account: RateSpec = RateSpec(5, timedelta(minutes=15))
     register_rate_limit_ip: RateSpec = RateSpec(10, timedelta(hours=1))
     write_rate_limit: RateSpec = RateSpec(30, timedelta(minutes=1))
+    mail_rate_limit_ip: RateSpec = RateSpec(10, timedelta(hours=1))
+    mail_rate_limit_account: RateSpec = RateSpec(3, timedelta(hours=1))
     csrf_time_limit: int = 3600
     redis_url: str | None = None
+    smtp_url: str | None = None
+    mail_from: str = "authapp <no-reply@localhost>"
+    mail_retry_delay: float = 2.0
+    base_url: str | None = None
+    require_verified_email: bool = False
+    verify_email_lifetime: int = 24 * 3600
+    reset_password_lifetime: int = 3600
+    change_email_lifetime: int = 24 * 3600
     trusted_proxy_hops: int = 0
     log_level: str = "INFO"
 
@@ -164,6 +174,16 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"AUTHAPP_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes long")
     if settings.env == "production" and not settings.database_url:
         raise ConfigError("AUTHAPP_DATABASE_URL is required in production")
+    if settings.env == "production" and not settings.smtp_url:
+        raise ConfigError(
+            "AUTHAPP_SMTP_URL is required in production (mail carries verification and reset links)"
+        )
+    if settings.env == "production" and not settings.base_url:
+        raise ConfigError(
+            "AUTHAPP_BASE_URL is required in production (the links in mail start with it)"
+        )
+    if settings.base_url and not re.match(r"^https?://[^/?#\s]+/?$", settings.base_url):
+        raise ConfigError("AUTHAPP_BASE_URL must look like https://auth.example.com")
     if not 8 <= settings.password_min_length <= 1024:
         raise ConfigError("AUTHAPP_PASSWORD_MIN_LENGTH must be between 8 and 1024")
     positive = {
@@ -174,6 +194,9 @@ def _validate(settings: Settings) -> None:
         "AUTHAPP_DB_COMMAND_TIMEOUT": settings.db_command_timeout,
         "AUTHAPP_MAX_BODY_SIZE": settings.max_body_size,
         "AUTHAPP_CSRF_TIME_LIMIT": settings.csrf_time_limit,
+        "AUTHAPP_VERIFY_EMAIL_LIFETIME": settings.verify_email_lifetime,
+        "AUTHAPP_RESET_PASSWORD_LIFETIME": settings.reset_password_lifetime,
+        "AUTHAPP_CHANGE_EMAIL_LIFETIME": settings.change_email_lifetime,
         "AUTHAPP_ARGON2_TIME_COST": settings.argon2_time_cost,
         "AUTHAPP_ARGON2_PARALLELISM": settings.argon2_parallelism,
     }
@@ -184,6 +207,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("AUTHAPP_DB_POOL_MIN_SIZE must be between 0 and AUTHAPP_DB_POOL_MAX_SIZE")
     if settings.argon2_memory_cost < 19456:
         raise ConfigError("AUTHAPP_ARGON2_MEMORY_COST must be at least 19456 KiB (OWASP minimum)")
+    if settings.mail_retry_delay < 0:
+        raise ConfigError("AUTHAPP_MAIL_RETRY_DELAY cannot be negative")
     if settings.trusted_proxy_hops < 0 or settings.hash_workers < 0:
         raise ConfigError("AUTHAPP_TRUSTED_PROXY_HOPS and AUTHAPP_HASH_WORKERS cannot be negative")
 
