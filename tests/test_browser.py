@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,9 @@ from playwright.async_api import (
 )
 from quart import Quart
 
+from authapp.models.users import User
 from tests.conftest import PASSWORD, ROOT, fetch_val
+from tests.mailbox import Mailbox, SmtpServer
 from tests.servers import hypercorn
 
 CHROMIUM = os.environ.get("AUTHAPP_CHROMIUM", "/usr/bin/chromium")
@@ -48,18 +50,22 @@ pytestmark = pytest.mark.skipif(
 )
 
 EMAIL = "ada@example.com"
+NEW_PASSWORD = "a brand new passphrase 2026"
+MakeUser = Callable[..., Awaitable[User]]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 BACKGROUND = "getComputedStyle(document.body).backgroundColor"
 
 
 @pytest.fixture
-def server(app: Quart, database_url: str, tmp_path: Path) -> Iterator[str]:
+def server(app: Quart, database_url: str, tmp_path: Path, smtp_server: SmtpServer) -> Iterator[str]:
     """hypercorn as production runs it, but with cookies a browser keeps on plain http.
 
     It asks for `app` first, so the tables are empty when it starts.
     """
-    with hypercorn(database_url, tmp_path / "instance", AUTHAPP_COOKIE_SECURE="false") as base:
+    with hypercorn(
+        database_url, tmp_path / "instance", smtp_server.url, AUTHAPP_COOKIE_SECURE="false"
+    ) as base:
         yield base
 
 
@@ -153,7 +159,7 @@ async def stored_display_name(app: Quart) -> str:
 
 
 async def test_a_person_signs_up_signs_in_and_manages_their_account(
-    app: Quart, server: str, browser: Browser, screenshots: Path
+    app: Quart, server: str, browser: Browser, screenshots: Path, mailbox: Mailbox
 ) -> None:
     context, watch = await open_context(browser, server)
     page = await context.new_page()
@@ -168,7 +174,10 @@ async def test_a_person_signs_up_signs_in_and_manages_their_account(
     await shoot(page, screenshots, "01-register.png")
     await page.get_by_role("button", name="Create account").click()
     await expect(page).to_have_url(f"{server}/")
-    await expect(page.get_by_role("status")).to_have_text("Your account is ready. Welcome!")
+    await expect(page.get_by_role("status")).to_have_text(
+        f"Your account is ready. We sent a link to {EMAIL} to verify it."
+    )
+    await expect(page.locator("#verify-reminder")).to_be_visible()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ada")
     await expect(page.get_by_text(f"You are signed in as {EMAIL}.")).to_be_visible()
     await expect(page.locator("#previous-sign-in")).to_have_text("This is your first sign-in.")
@@ -180,6 +189,14 @@ async def test_a_person_signs_up_signs_in_and_manages_their_account(
     assert cookie["expires"] == -1, "without Remember me the session ends with the browser"
     assert await stored_display_name(app) == "Ada"
     await shoot(page, screenshots, "02-dashboard-first-sign-in.png")
+
+    # The verification mail reached a real SMTP server; its link works in the browser.
+    link = mailbox.link((await mailbox.wait_for(to=EMAIL))[0], "/auth/verify-email/")
+    assert link.startswith(f"{server}/auth/verify-email/")
+    await page.goto(link)
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Email verified")
+    await page.goto("/")
+    await expect(page.locator("#verify-reminder")).to_have_count(0)
 
     await page.get_by_role("button", name="Sign out").click()
     await expect(page).to_have_url(f"{server}/auth/login")
@@ -326,5 +343,42 @@ async def test_the_keyboard_reaches_the_form_and_shows_where_it_is(
     await page.keyboard.press("Tab")
     await expect(page.get_by_label("Email")).to_be_focused()
     assert await page.evaluate(outline) != "none"
+    await context.close()
+    watch.assert_clean()
+
+
+async def test_a_forgotten_password_is_reset_from_the_mailed_link(
+    app: Quart, make_user: MakeUser, server: str, browser: Browser, screenshots: Path,
+    mailbox: Mailbox,
+) -> None:  # fmt: skip
+    await make_user(EMAIL, display_name="Ada")
+    context, watch = await open_context(browser, server)
+    page = await context.new_page()
+    await page.goto("/auth/login")
+    await page.get_by_role("link", name="Forgot your password?").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Forgot your password?")
+    await page.get_by_label("Email").fill(EMAIL)
+    await shoot(page, screenshots, "11-forgot-password.png")
+    await page.get_by_role("button", name="Send me a link").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+
+    link = mailbox.link((await mailbox.wait_for(to=EMAIL))[0], "/auth/reset-password/")
+    await page.goto(link)
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Choose a new password")
+    await page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    await page.get_by_label("Confirm new password").fill(NEW_PASSWORD)
+    await shoot(page, screenshots, "12-reset-password.png")
+    await page.get_by_role("button", name="Set the new password").click()
+    await expect(page).to_have_url(f"{server}/auth/login")
+    await expect(page.get_by_role("status")).to_contain_text("Your password is changed")
+
+    await sign_in(page, NEW_PASSWORD)
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ada")
+    # The link worked once: opening it again says so, in the site's own error page.
+    await page.goto(link)
+    await expect(page.get_by_role("alert")).to_have_text(
+        "This link is not valid. It may have been used already."
+    )
+    watch.console_errors = [e for e in watch.console_errors if "status of 400" not in e]
     await context.close()
     watch.assert_clean()

@@ -35,12 +35,39 @@ def test_mapping_accepts_prefixed_and_string_values() -> None:
     assert settings.login_rate_limit_ip == RateSpec(3, timedelta(hours=1))
 
 
+PRODUCTION = {
+    "SECRET_KEY": GOOD_SECRET,
+    "DATABASE_URL": "postgresql://db/x",
+    "SMTP_URL": "smtps://mail.example.com",
+    "BASE_URL": "https://auth.example.com",
+}
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
         ({}, "AUTHAPP_SECRET_KEY is required in production"),
         ({"AUTHAPP_SECRET_KEY": "short"}, "at least 32 bytes"),
         ({"AUTHAPP_SECRET_KEY": GOOD_SECRET}, "AUTHAPP_DATABASE_URL is required in production"),
+        (
+            {"AUTHAPP_SECRET_KEY": GOOD_SECRET, "AUTHAPP_DATABASE_URL": "postgresql://db/x"},
+            "AUTHAPP_SMTP_URL is required in production",
+        ),
+        (
+            {
+                "AUTHAPP_SECRET_KEY": GOOD_SECRET,
+                "AUTHAPP_DATABASE_URL": "postgresql://db/x",
+                "AUTHAPP_SMTP_URL": "smtp://mail.example.com",
+            },
+            "AUTHAPP_BASE_URL is required",
+        ),
+        ({"AUTHAPP_ENV": "testing", "AUTHAPP_BASE_URL": "auth.example.com"}, "must look like"),
+        (
+            {"AUTHAPP_ENV": "testing", "AUTHAPP_BASE_URL": "https://x.example/path"},
+            "must look like",
+        ),
+        ({"AUTHAPP_ENV": "testing", "AUTHAPP_RESET_PASSWORD_LIFETIME": "0"}, "must be positive"),
+        ({"AUTHAPP_ENV": "testing", "AUTHAPP_MAIL_RETRY_DELAY": "-1"}, "cannot be negative"),
         ({"AUTHAPP_ENV": "staging"}, "AUTHAPP_ENV must be one of"),
         ({"AUTHAPP_ENV": "testing", "AUTHAPP_COOKIE_SECURE": "maybe"}, "AUTHAPP_COOKIE_SECURE"),
         ({"AUTHAPP_ENV": "testing", "AUTHAPP_DB_POOL_MAX_SIZE": "ten"}, "AUTHAPP_DB_POOL_MAX_SIZE"),
@@ -87,9 +114,7 @@ def test_cookies_are_secure_outside_development() -> None:
     assert load_settings({"ENV": "development"}, environ={}).secure_cookies is False
     development = load_settings({"ENV": "development"}, environ={})
     assert development.session_cookie_name == "authapp_session"
-    production = load_settings(
-        {"SECRET_KEY": GOOD_SECRET, "DATABASE_URL": "postgresql://db/x"}, environ={}
-    )
+    production = load_settings(PRODUCTION, environ={})
     assert production.session_cookie_name == "__Host-authapp_session"
 
 

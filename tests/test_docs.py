@@ -21,7 +21,9 @@ async def test_openapi_describes_the_api(client: Client) -> None:
     }
     paths = spec["paths"]
     assert set(paths) == {
-        "/api/auth/register", "/api/auth/login", "/api/auth/logout", "/api/me", "/api/me/password"
+        "/api/auth/register", "/api/auth/login", "/api/auth/logout", "/api/auth/verify-email",
+        "/api/auth/verify-email/resend", "/api/auth/forgot-password", "/api/auth/reset-password",
+        "/api/auth/confirm-email", "/api/me", "/api/me/password", "/api/me/email",
     }  # fmt: skip
     login = paths["/api/auth/login"]["post"]
     assert login["requestBody"]["content"]["application/json"]["schema"]

@@ -7,6 +7,7 @@ import logging
 from .config import Settings
 from .database import Database
 from .errors import APIError, ErrorDetail, validation_error
+from .models.email_tokens import update_email_tokens_used
 from .models.sessions import SessionAccount, update_other_sessions_revoked
 from .models.users import (
     User,
@@ -27,7 +28,7 @@ def invalid_credentials() -> APIError:
     return APIError(401, "INVALID_CREDENTIALS", "Email or password is wrong.")
 
 
-def _acceptable_password(field: str, password: str, settings: Settings, email: str) -> str:
+def acceptable_password(field: str, password: str, settings: Settings, email: str) -> str:
     """The password as it will be hashed, or a VALIDATION_ERROR naming `field`."""
     try:
         return check_policy(password, min_length=settings.password_min_length, email=email)
@@ -48,7 +49,7 @@ async def register(
     password: str,
     display_name: str | None,
 ) -> User:
-    password = _acceptable_password("password", password, settings, email)
+    password = acceptable_password("password", password, settings, email)
     # Hash before looking at the table, so a taken email costs the same time as a free one.
     password_hash = await hashing.hash(password)
     async with db.connection() as connection:
@@ -93,6 +94,24 @@ async def change_display_name(db: Database, account: SessionAccount, display_nam
         await update_user_display_name(connection, account.user_id, display_name, utcnow())
 
 
+async def check_current_password(
+    db: Database,
+    hashing: PasswordHashing,
+    account: SessionAccount,
+    password: str,
+    field: str = "current_password",
+) -> User:
+    """The signed-in user, once they have proved they know their password."""
+    async with db.connection() as connection:
+        user = await select_user_by_id(connection, account.user_id)
+    if user is None or not await hashing.verify(user.password_hash, normalize_password(password)):
+        detail = ErrorDetail(
+            field=field, message="This is not your current password.", type="wrong"
+        )
+        raise APIError(400, "WRONG_PASSWORD", "The current password is wrong.", [detail])
+    return user
+
+
 async def change_password(
     db: Database,
     hashing: PasswordHashing,
@@ -105,22 +124,16 @@ async def change_password(
     """Replace the password of a signed-in user who knows the current one.
 
     Every other session of the user is revoked (whoever else holds one must sign in with the
-    new password); the session making the change stays. Returns how many were revoked.
+    new password), and so is every password-reset link; the session making the change stays.
+    Returns how many sessions were revoked.
     """
-    new_password = _acceptable_password("new_password", new_password, settings, account.email)
-    async with db.connection() as connection:
-        user = await select_user_by_id(connection, account.user_id)
-    if user is None or not await hashing.verify(
-        user.password_hash, normalize_password(current_password)
-    ):
-        detail = ErrorDetail(
-            field="current_password", message="This is not your current password.", type="wrong"
-        )
-        raise APIError(400, "WRONG_PASSWORD", "The current password is wrong.", [detail])
+    new_password = acceptable_password("new_password", new_password, settings, account.email)
+    user = await check_current_password(db, hashing, account, current_password)
     new_hash = await hashing.hash(new_password)
     async with db.transaction() as connection:
         now = utcnow()
         await update_user_password_hash(connection, user.id, new_hash, now)
         revoked = await update_other_sessions_revoked(connection, user.id, account.session_id, now)
+        await update_email_tokens_used(connection, user.id, ("reset_password",), now)
     log.info("user %s changed their password; %d other sessions revoked", user.id, revoked)
     return revoked

@@ -35,6 +35,7 @@ from .accounts import authenticate
 from .config import RateSpec, Settings
 from .csrf import rotate_csrf_token
 from .database import Database, migrations_path
+from .errors import APIError
 from .models.sessions import SessionAccount
 from .models.users import User
 from .passwords import PasswordHashing
@@ -102,8 +103,8 @@ async def client_address_key() -> str:
     return f"ip:{request.remote_addr or 'unknown'}"
 
 
-async def login_account_key() -> str:
-    """The account a login names, from a JSON or form body, hashed to keep emails out of stores."""
+async def named_account_key() -> str:
+    """The account a body names (login, forgotten password), hashed to keep emails out of stores."""
     email: object = None
     if request.is_json:
         body = await request.get_json(silent=True)
@@ -172,7 +173,7 @@ class SharedBucketRateLimiter(RateLimiter):
 
 LOGIN_LIMITS: list[RateLimit] = [
     ConfiguredLimit("login_rate_limit_ip", client_address_key),
-    ConfiguredLimit("login_rate_limit_account", login_account_key),
+    ConfiguredLimit("login_rate_limit_account", named_account_key),
 ]
 REGISTER_LIMITS: list[RateLimit] = [ConfiguredLimit("register_rate_limit_ip", client_address_key)]
 # Checking a current password is a login attempt, so it spends the account's login budget.
@@ -180,6 +181,17 @@ PASSWORD_CHANGE_LIMITS: list[RateLimit] = [
     ConfiguredLimit("login_rate_limit_account", signed_in_account_key)
 ]
 WRITE_LIMITS: list[RateLimit] = [ConfiguredLimit("write_rate_limit", signed_in_account_key)]
+# Each of these sends mail: per address and per account named, so nobody is flooded.
+MAIL_LIMITS: list[RateLimit] = [
+    ConfiguredLimit("mail_rate_limit_ip", client_address_key),
+    ConfiguredLimit("mail_rate_limit_account", named_account_key),
+]
+EMAIL_CHANGE_LIMITS: list[RateLimit] = [
+    *PASSWORD_CHANGE_LIMITS,
+    ConfiguredLimit("mail_rate_limit_account", signed_in_account_key),
+]
+# Mailed tokens are unguessable; this only keeps a client from hammering the table.
+TOKEN_LIMITS: list[RateLimit] = [ConfiguredLimit("login_rate_limit_ip", client_address_key)]
 
 
 class PruningMemoryStore(MemoryStore):
@@ -324,6 +336,11 @@ async def sign_in(email: str, password: str, *, remember: bool) -> User:
     user = await authenticate(
         app_state.db, app_state.hashing, email=lookup_email(email), password=password
     )
+    if app_state.settings.require_verified_email and user.email_verified_at is None:
+        # Only after the password checked out, so this reveals nothing to a stranger.
+        raise APIError(
+            403, "EMAIL_NOT_VERIFIED", "Verify your email address first: follow the link we sent."
+        )
     await start_client_session(user, remember=remember)
     return user
 
@@ -342,6 +359,12 @@ async def start_client_session(user: User, *, remember: bool) -> None:
     )
     login_user(SessionUser(token), remember=remember)
     rotate_csrf_token()  # a form token from before sign-in is worthless after it
+
+
+def public_base_url() -> str:
+    """Where links in mail lead: AUTHAPP_BASE_URL (required in production, so a forged Host
+    header cannot redirect a reset link), else this request's own origin."""
+    return (state().settings.base_url or request.host_url).rstrip("/")
 
 
 async def sign_out() -> None:

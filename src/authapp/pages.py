@@ -10,7 +10,7 @@ from quart import ResponseReturnValue, render_template, request
 from .errors import ErrorDetail
 
 # Filled back in after an error; passwords never are.
-KEPT_FIELDS = ("email", "display_name")
+KEPT_FIELDS = ("email", "display_name", "new_email")
 
 
 async def render_form(

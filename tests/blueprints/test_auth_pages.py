@@ -110,7 +110,9 @@ async def test_register_form_creates_the_account_and_signs_in(client: Client) ->
     assert response.headers["Location"] == "/"
     dashboard = await page_text(await client.get("/", headers=HTML))
     assert "Welcome, Newt" in dashboard
-    assert flashes(dashboard) == ["Your account is ready. Welcome!"]
+    assert flashes(dashboard) == [
+        "Your account is ready. We sent a link to new@example.com to verify it."
+    ]
     again = await page_text(await client.get("/", headers=HTML))
     assert flashes(again) == []  # shown once
 

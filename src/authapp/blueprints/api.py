@@ -6,9 +6,9 @@ from dataclasses import replace
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
-from quart import Blueprint
-from quart_auth import login_required
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, current_app
+from quart_auth import login_required, logout_user
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import (
     document_response,
@@ -18,13 +18,17 @@ from quart_schema import (
     validate_response,
 )
 
-from .. import accounts
+from .. import accounts, lifecycle
 from ..errors import documents_errors
 from ..extensions import (
+    EMAIL_CHANGE_LIMITS,
     LOGIN_LIMITS,
+    MAIL_LIMITS,
     PASSWORD_CHANGE_LIMITS,
     REGISTER_LIMITS,
+    TOKEN_LIMITS,
     WRITE_LIMITS,
+    public_base_url,
     sign_in,
     sign_out,
     signed_in_account,
@@ -32,7 +36,7 @@ from ..extensions import (
 )
 from ..models.sessions import SessionAccount
 from ..models.users import User
-from ..schemas import DisplayName, Email, LoginEmail, NoContent, Password
+from ..schemas import DisplayName, Email, LoginEmail, NoContent, Password, lookup_email
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -67,27 +71,43 @@ class RegisterIn(BaseModel):
     display_name: DisplayName | None = None
 
 
+class MessageOut(BaseModel):
+    """An answer that tells a person what happens next."""
+
+    message: str
+
+
+CHECK_INBOX = "Check your inbox: we sent you a link to verify your address."
+SENT_IF_KNOWN = "If an account uses this address, we have sent it a link."
+
+
 @bp.post("/auth/register")
 @rate_limit(limits=REGISTER_LIMITS)
 @tag(["auth"])
 @validate_request(RegisterIn)
 @validate_response(UserOut, 201)
+@validate_response(MessageOut, 202)
 @documents_errors(400, 409, 413, 429)
-async def register(data: RegisterIn) -> tuple[UserOut, int]:
-    """Create an account.
+async def register(data: RegisterIn) -> tuple[UserOut | MessageOut, int]:
+    """Create an account and mail a link to verify the address.
 
     The password needs AUTHAPP_PASSWORD_MIN_LENGTH characters (12 by default) and no more
-    than 1024; no composition rules. 409 `EMAIL_TAKEN` when the email has an account.
+    than 1024; no composition rules. 201 with the user, or 409 `EMAIL_TAKEN` when the email
+    has an account. With AUTHAPP_REQUIRE_VERIFIED_EMAIL the answer is always 202 with the
+    same body, and a taken address gets a mail instead, so nobody learns who has an account.
     """
     app_state = state()
-    user = await accounts.register(
+    user = await lifecycle.sign_up(
         app_state.db,
         app_state.hashing,
         app_state.settings,
         email=data.email,
         password=data.password,
         display_name=data.display_name,
+        base_url=public_base_url(),
     )
+    if app_state.settings.require_verified_email or user is None:
+        return MessageOut(message=CHECK_INBOX), 202
     return UserOut.of(user), 201
 
 
@@ -104,7 +124,7 @@ class LoginIn(BaseModel):
 @tag(["auth"])
 @validate_request(LoginIn)
 @validate_response(UserOut, 200)
-@documents_errors(400, 401, 413, 429)
+@documents_errors(400, 401, 403, 413, 429)
 async def login(data: LoginIn) -> UserOut:
     """Sign in: sets the session cookie.
 
@@ -136,6 +156,121 @@ async def logout() -> tuple[str, int]:
 async def me() -> UserOut:
     """The signed-in user. 401 `UNAUTHENTICATED` without a live session."""
     return UserOut.of(await signed_in_account())
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    token: str = Field(min_length=1, max_length=128)
+
+
+class EmailIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    email: LoginEmail
+
+
+@bp.post("/auth/verify-email")
+@rate_limit(limits=TOKEN_LIMITS)
+@tag(["auth"])
+@validate_request(TokenIn)
+@document_response(NoContent, 204)
+@documents_errors(400, 429)
+async def verify_email(data: TokenIn) -> tuple[str, int]:
+    """Verify an address with the token from the mailed link (single-use, 24 hours).
+
+    400 `TOKEN_INVALID` (unknown, used, or for an address the user has left) or `TOKEN_EXPIRED`.
+    """
+    await lifecycle.verify_email(state().db, data.token)
+    return "", 204
+
+
+@bp.post("/auth/verify-email/resend")
+@rate_limit(limits=MAIL_LIMITS)
+@tag(["auth"])
+@validate_request(EmailIn)
+@validate_response(MessageOut, 202)
+@documents_errors(400, 429)
+async def resend_verification(data: EmailIn) -> tuple[MessageOut, int]:
+    """Mail a new verification link; the answer is the same whether or not it was sent."""
+    app_state = state()
+    current_app.add_background_task(
+        lifecycle.resend_verification,
+        app_state.db,
+        app_state.settings,
+        lookup_email(data.email),
+        public_base_url(),
+    )
+    return MessageOut(message=SENT_IF_KNOWN), 202
+
+
+@bp.post("/auth/forgot-password")
+@rate_limit(limits=MAIL_LIMITS)
+@tag(["auth"])
+@validate_request(EmailIn)
+@validate_response(MessageOut, 202)
+@documents_errors(400, 429)
+async def forgot_password(data: EmailIn) -> tuple[MessageOut, int]:
+    """Mail a password-reset link (single-use, 1 hour).
+
+    Always 202 with the same body, sent or not; the work happens after the answer, so it
+    takes as long either way.
+    """
+    app_state = state()
+    current_app.add_background_task(
+        lifecycle.request_password_reset,
+        app_state.db,
+        app_state.settings,
+        lookup_email(data.email),
+        public_base_url(),
+    )
+    return MessageOut(message=SENT_IF_KNOWN), 202
+
+
+class ResetPasswordIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    token: str = Field(min_length=1, max_length=128)
+    password: Password
+
+
+@bp.post("/auth/reset-password")
+@rate_limit(limits=TOKEN_LIMITS)
+@tag(["auth"])
+@validate_request(ResetPasswordIn)
+@document_response(NoContent, 204)
+@documents_errors(400, 429)
+async def reset_password(data: ResetPasswordIn) -> tuple[str, int]:
+    """Set a new password with the token from the mailed link.
+
+    Every session of the user is revoked and the owner gets a notice. 400 `TOKEN_INVALID`,
+    `TOKEN_EXPIRED` or `VALIDATION_ERROR` (the password policy).
+    """
+    app_state = state()
+    await lifecycle.reset_password(
+        app_state.db,
+        app_state.hashing,
+        app_state.settings,
+        token=data.token,
+        password=data.password,
+    )
+    return "", 204
+
+
+@bp.post("/auth/confirm-email")
+@rate_limit(limits=TOKEN_LIMITS)
+@tag(["auth"])
+@validate_request(TokenIn)
+@document_response(NoContent, 204)
+@documents_errors(400, 409, 429)
+async def confirm_email_change(data: TokenIn) -> tuple[str, int]:
+    """Switch to a new address with the token mailed to it; the old address gets a notice.
+
+    400 `TOKEN_INVALID` or `TOKEN_EXPIRED`; 409 `EMAIL_TAKEN` if another account took the
+    address meanwhile.
+    """
+    await lifecycle.confirm_email_change(state().db, data.token)
+    return "", 204
 
 
 class ProfileIn(BaseModel):
@@ -177,12 +312,13 @@ class PasswordChangeIn(BaseModel):
 async def change_password(data: PasswordChangeIn) -> tuple[str, int]:
     """Change the password, proving the current one.
 
-    Every other session of the user is revoked; this one stays. 400 `WRONG_PASSWORD` when
+    Every other session of the user is revoked, and so are password-reset links; this
+    session stays, and the owner gets a notice by mail. 400 `WRONG_PASSWORD` when
     `current_password` is wrong, `VALIDATION_ERROR` when the new one breaks the policy. Tries
     count against the account's sign-in limit (AUTHAPP_LOGIN_RATE_LIMIT_ACCOUNT).
     """
     app_state = state()
-    await accounts.change_password(
+    await lifecycle.change_password(
         app_state.db,
         app_state.hashing,
         app_state.settings,
@@ -190,4 +326,65 @@ async def change_password(data: PasswordChangeIn) -> tuple[str, int]:
         current_password=data.current_password,
         new_password=data.new_password,
     )
+    return "", 204
+
+
+class EmailChangeIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    new_email: Email
+    password: Password
+
+
+@bp.post("/me/email")
+@rate_limit(limits=EMAIL_CHANGE_LIMITS)
+@login_required
+@tag(["account"])
+@security_scheme(SESSION)
+@validate_request(EmailChangeIn)
+@validate_response(MessageOut, 202)
+@documents_errors(400, 401, 429)
+async def change_email(data: EmailChangeIn) -> tuple[MessageOut, int]:
+    """Ask to move the account to a new address, proving the password.
+
+    A link goes to the new address; the address changes only when it is followed
+    (`POST /api/auth/confirm-email`). 400 `WRONG_PASSWORD` or `VALIDATION_ERROR`.
+    """
+    app_state = state()
+    await lifecycle.request_email_change(
+        app_state.db,
+        app_state.hashing,
+        app_state.settings,
+        await signed_in_account(),
+        password=data.password,
+        new_email=data.new_email,
+        base_url=public_base_url(),
+    )
+    return MessageOut(message="Check the new inbox: the change needs its link."), 202
+
+
+class DeleteAccountIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    password: Password
+
+
+@bp.delete("/me")
+@rate_limit(limits=PASSWORD_CHANGE_LIMITS)
+@login_required
+@tag(["account"])
+@security_scheme(SESSION)
+@validate_request(DeleteAccountIn)
+@document_response(NoContent, 204)
+@documents_errors(400, 401, 429)
+async def delete_me(data: DeleteAccountIn) -> tuple[str, int]:
+    """Delete the account and everything of it, proving the password; the session ends too.
+
+    400 `WRONG_PASSWORD`.
+    """
+    app_state = state()
+    await lifecycle.delete_account(
+        app_state.db, app_state.hashing, await signed_in_account(), password=data.password
+    )
+    logout_user()
     return "", 204

@@ -1,32 +1,54 @@
-"""The sign-in pages: forms for login and registration, and logout, all behind CSRF checks."""
+"""The sign-in pages: login, registration, logout, verification and password reset, behind CSRF."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from quart import Blueprint, ResponseReturnValue, flash, redirect, request
-from quart_auth import current_user
+from quart import (
+    Blueprint,
+    ResponseReturnValue,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+)
+from quart_auth import current_user, logout_user
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import DataSource, RequestSchemaValidationError, hide, validate_request
 
-from .. import accounts
+from .. import lifecycle
 from ..csrf import check_csrf
 from ..errors import APIError, ErrorDetail, details_from
 from ..extensions import (
     LOGIN_LIMITS,
+    MAIL_LIMITS,
     REGISTER_LIMITS,
+    TOKEN_LIMITS,
+    public_base_url,
     sign_in,
     sign_out,
     start_client_session,
     state,
 )
 from ..pages import mismatch, render_form
+from ..passwords import MAX_PASSWORD_LENGTH
 from ..redirects import safe_next
-from ..schemas import DisplayName, Email, LoginEmail, Password
+from ..schemas import DisplayName, Email, LoginEmail, Password, lookup_email
+from .api import CHECK_INBOX, SENT_IF_KNOWN
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 bp.before_request(check_csrf)
 
-_TEMPLATES = {"auth.login": "auth/login.html", "auth.register": "auth/register.html"}
+# The page that shows each form again after an error.
+_TEMPLATES = {
+    "auth.login": "auth/login.html",
+    "auth.register": "auth/register.html",
+    "auth.forgot_password": "auth/forgot_password.html",
+    "auth.resend_verification": "auth/resend_verification.html",
+    "auth.reset_password": "auth/reset_password.html",
+}
 
 
 async def _form_page(
@@ -35,12 +57,19 @@ async def _form_page(
     status: int = 200,
     errors: list[ErrorDetail] | None = None,
     message: str | None = None,
+    **context: Any,
 ) -> ResponseReturnValue:
     form = await request.form if request.method == "POST" else {}
     next_url = safe_next(form.get("next") or request.args.get("next"))
     return await render_form(
-        _TEMPLATES[endpoint], status=status, errors=errors, message=message, next=next_url
-    )
+        _TEMPLATES[endpoint], status=status, errors=errors, message=message, next=next_url,
+        **context,
+    )  # fmt: skip
+
+
+async def _message_page(title: str, text: str, *, status: int = 200) -> ResponseReturnValue:
+    """A page that tells a person what happened and what comes next."""
+    return await render_template("auth/message.html", title=title, text=text), status
 
 
 @bp.errorhandler(RequestSchemaValidationError)
@@ -78,9 +107,12 @@ async def login(data: LoginForm) -> ResponseReturnValue:
     try:
         await sign_in(data.email, data.password, remember=data.remember)
     except APIError as error:
-        if error.code != "INVALID_CREDENTIALS":
+        if error.code not in {"INVALID_CREDENTIALS", "EMAIL_NOT_VERIFIED"}:
             raise
-        return await _form_page("auth.login", status=401, message=error.message)
+        unverified = error.code == "EMAIL_NOT_VERIFIED"
+        return await _form_page(
+            "auth.login", status=error.status, message=error.message, unverified=unverified
+        )
     return redirect(safe_next((await request.form).get("next")))
 
 
@@ -114,13 +146,14 @@ async def register(data: RegisterForm) -> ResponseReturnValue:
         return await _form_page("auth.register", status=400, errors=mismatch("password_confirm"))
     app_state = state()
     try:
-        user = await accounts.register(
+        user = await lifecycle.sign_up(
             app_state.db,
             app_state.hashing,
             app_state.settings,
             email=data.email,
             password=data.password,
             display_name=data.display_name,
+            base_url=public_base_url(),
         )
     except APIError as error:
         if error.code == "EMAIL_TAKEN":
@@ -129,8 +162,11 @@ async def register(data: RegisterForm) -> ResponseReturnValue:
         if error.code == "VALIDATION_ERROR":
             return await _form_page("auth.register", status=400, errors=error.details)
         raise
+    if app_state.settings.require_verified_email or user is None:
+        # The same page whether the address was new or taken (its owner got a mail).
+        return await _message_page("Check your inbox", CHECK_INBOX)
     await start_client_session(user, remember=False)
-    await flash("Your account is ready. Welcome!", "success")
+    await flash(f"Your account is ready. We sent a link to {user.email} to verify it.", "success")
     return redirect(safe_next((await request.form).get("next")))
 
 
@@ -141,3 +177,129 @@ async def logout() -> ResponseReturnValue:
     await sign_out()
     await flash("You have been signed out.", "success")
     return redirect("/auth/login")
+
+
+@bp.get("/verify-email/<token>")
+@rate_limit(limits=TOKEN_LIMITS)
+@hide
+async def verify_email(token: str) -> ResponseReturnValue:
+    # A GET does it (mail clients only open links); a prefetch can only prove delivery.
+    await lifecycle.verify_email(state().db, token)
+    return await _message_page("Email verified", "Thank you: your email address is verified.")
+
+
+class EmailForm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    email: LoginEmail
+
+
+@bp.get("/verify-email/resend")
+@rate_exempt
+@hide
+async def resend_verification_page() -> ResponseReturnValue:
+    return await _form_page("auth.resend_verification")
+
+
+@bp.post("/verify-email/resend")
+@rate_limit(limits=MAIL_LIMITS)
+@hide
+@validate_request(EmailForm, source=DataSource.FORM)
+async def resend_verification(data: EmailForm) -> ResponseReturnValue:
+    app_state = state()
+    current_app.add_background_task(
+        lifecycle.resend_verification,
+        app_state.db,
+        app_state.settings,
+        lookup_email(data.email),
+        public_base_url(),
+    )
+    return await _message_page("Check your inbox", SENT_IF_KNOWN)
+
+
+@bp.get("/forgot-password")
+@rate_exempt
+@hide
+async def forgot_password_page() -> ResponseReturnValue:
+    return await _form_page("auth.forgot_password")
+
+
+@bp.post("/forgot-password")
+@rate_limit(limits=MAIL_LIMITS)
+@hide
+@validate_request(EmailForm, source=DataSource.FORM)
+async def forgot_password(data: EmailForm) -> ResponseReturnValue:
+    app_state = state()
+    current_app.add_background_task(
+        lifecycle.request_password_reset,
+        app_state.db,
+        app_state.settings,
+        lookup_email(data.email),
+        public_base_url(),
+    )
+    valid_for = lifecycle.hours(app_state.settings.reset_password_lifetime)
+    return await _message_page(
+        "Check your inbox", f"{SENT_IF_KNOWN} It works once, for {valid_for}."
+    )
+
+
+@bp.get("/reset-password/<token>")
+@rate_limit(limits=TOKEN_LIMITS)
+@hide
+async def reset_password_page(token: str) -> ResponseReturnValue:
+    await lifecycle.check_reset_token(state().db, token)  # a dead link says so before any typing
+    return await _form_page("auth.reset_password", token=token)
+
+
+class ResetPasswordForm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    password: Password
+    password_confirm: str = Field(max_length=MAX_PASSWORD_LENGTH)
+
+
+@bp.post("/reset-password/<token>")
+@rate_limit(limits=TOKEN_LIMITS)
+@hide
+@validate_request(ResetPasswordForm, source=DataSource.FORM)
+async def reset_password(token: str, data: ResetPasswordForm) -> ResponseReturnValue:
+    if data.password != data.password_confirm:
+        return await _form_page(
+            "auth.reset_password", status=400, errors=mismatch("password_confirm"), token=token
+        )
+    app_state = state()
+    try:
+        await lifecycle.reset_password(
+            app_state.db, app_state.hashing, app_state.settings, token=token,
+            password=data.password,
+        )  # fmt: skip
+    except APIError as error:
+        if error.code != "VALIDATION_ERROR":
+            raise
+        return await _form_page(
+            "auth.reset_password", status=400, errors=error.details, token=token
+        )
+    if current_user.auth_id is not None:
+        logout_user()  # every session was revoked; this browser's cookie with them
+    await flash(
+        "Your password is changed and every session signed out. Sign in with it.", "success"
+    )
+    return redirect("/auth/login")
+
+
+@bp.get("/confirm-email/<token>")
+@rate_limit(limits=TOKEN_LIMITS)
+@hide
+async def confirm_email_page(token: str) -> ResponseReturnValue:
+    # Only a button here: link scanners in mail systems must not switch an address.
+    new_email = await lifecycle.check_email_change_token(state().db, token)
+    return await render_template("auth/confirm_email.html", token=token, new_email=new_email)
+
+
+@bp.post("/confirm-email/<token>")
+@rate_limit(limits=TOKEN_LIMITS)
+@hide
+async def confirm_email(token: str) -> ResponseReturnValue:
+    new_email = await lifecycle.confirm_email_change(state().db, token)
+    await flash(f"Your email address is now {new_email}.", "success")
+    return redirect("/account")

@@ -10,13 +10,20 @@ from quart_auth import Unauthorized, current_user, login_required, logout_user
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import DataSource, RequestSchemaValidationError, hide, validate_request
 
-from .. import accounts
+from .. import accounts, lifecycle
 from ..csrf import check_csrf
 from ..errors import APIError, ErrorDetail, details_from, handle_http_exception, wants_json
-from ..extensions import PASSWORD_CHANGE_LIMITS, WRITE_LIMITS, signed_in_account, state
+from ..extensions import (
+    EMAIL_CHANGE_LIMITS,
+    PASSWORD_CHANGE_LIMITS,
+    WRITE_LIMITS,
+    public_base_url,
+    signed_in_account,
+    state,
+)
 from ..pages import mismatch, render_form
 from ..passwords import MAX_PASSWORD_LENGTH
-from ..schemas import DisplayName, Password
+from ..schemas import DisplayName, Email, Password
 
 bp = Blueprint("protected", __name__)
 bp.before_request(check_csrf)
@@ -109,7 +116,7 @@ async def change_password(data: PasswordForm) -> ResponseReturnValue:
         return await _account_page(status=400, errors=mismatch("new_password_confirm"))
     app_state = state()
     try:
-        revoked = await accounts.change_password(
+        revoked = await lifecycle.change_password(
             app_state.db,
             app_state.hashing,
             app_state.settings,
@@ -126,3 +133,82 @@ async def change_password(data: PasswordForm) -> ResponseReturnValue:
         message += f" {revoked} other session{'s were' if revoked != 1 else ' was'} signed out."
     await flash(message, "success")
     return redirect("/account")
+
+
+def _as_field(errors: list[ErrorDetail] | None, field: str) -> list[ErrorDetail] | None:
+    """The service names the password "password"; on the account page each form has its own."""
+    if errors is None:
+        return None
+    return [error.model_copy(update={"field": field}) if error.field == "password" else error
+            for error in errors]  # fmt: skip
+
+
+@bp.post("/account/verify-email")
+@rate_limit(limits=WRITE_LIMITS)
+@login_required
+@hide
+async def resend_verification() -> ResponseReturnValue:
+    account = await signed_in_account()
+    if account.email_verified_at is None:
+        app_state = state()
+        await lifecycle.resend_verification(
+            app_state.db, app_state.settings, account.email, public_base_url()
+        )
+        await flash(f"We sent a new link to {account.email}.", "success")
+    return redirect("/account")
+
+
+class EmailChangeForm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    new_email: Email
+    email_password: Password
+
+
+@bp.post("/account/email")
+@rate_limit(limits=EMAIL_CHANGE_LIMITS)
+@login_required
+@hide
+@validate_request(EmailChangeForm, source=DataSource.FORM)
+async def change_email(data: EmailChangeForm) -> ResponseReturnValue:
+    app_state = state()
+    try:
+        await lifecycle.request_email_change(
+            app_state.db, app_state.hashing, app_state.settings, await signed_in_account(),
+            password=data.email_password, new_email=data.new_email, base_url=public_base_url(),
+        )  # fmt: skip
+    except APIError as error:
+        if error.status != 400:
+            raise
+        return await _account_page(status=400, errors=_as_field(error.details, "email_password"))
+    await flash(
+        f"We sent a link to {data.new_email}. Your address changes when you follow it.", "success"
+    )
+    return redirect("/account")
+
+
+class DeleteAccountForm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    delete_password: Password
+
+
+@bp.post("/account/delete")
+@rate_limit(limits=PASSWORD_CHANGE_LIMITS)
+@login_required
+@hide
+@validate_request(DeleteAccountForm, source=DataSource.FORM)
+async def delete_account(data: DeleteAccountForm) -> ResponseReturnValue:
+    app_state = state()
+    try:
+        await lifecycle.delete_account(
+            app_state.db, app_state.hashing, await signed_in_account(),
+            password=data.delete_password,
+        )  # fmt: skip
+    except APIError as error:
+        if error.status != 400:
+            raise
+        return await _account_page(status=400, errors=_as_field(error.details, "delete_password"))
+    logout_user()
+    await flash("Your account and everything of it are deleted. Goodbye!", "success")
+    return redirect("/auth/login")

@@ -102,3 +102,10 @@ async def update_other_sessions_revoked(
         {"user_id": user_id, "keep_id": keep_id, "now": now},
     )
     return int(revoked or 0)
+
+
+async def update_sessions_revoked_of_user(db: Connection, user_id: UUID, now: datetime) -> None:
+    await db.execute(
+        "UPDATE sessions SET revoked_at = :now WHERE user_id = :user_id AND revoked_at IS NULL",
+        {"user_id": user_id, "now": now},
+    )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+import asyncpg
 from quart_db import Connection
 
 _COLUMNS = """id, email, password_hash, display_name, is_active, email_verified_at,
@@ -92,3 +93,36 @@ async def update_user_active(db: Connection, user_id: UUID, is_active: bool, now
         "UPDATE users SET is_active = :is_active, updated_at = :now WHERE id = :id",
         {"id": user_id, "is_active": is_active, "now": now},
     )
+
+
+async def update_user_email_verified(
+    db: Connection, user_id: UUID, email: str, now: datetime
+) -> bool:
+    """Mark the address verified, if it is still the user's address; say whether it was."""
+    verified = await db.fetch_val(
+        """UPDATE users SET email_verified_at = coalesce(email_verified_at, :now)
+            WHERE id = :id AND email = :email AND is_active
+        RETURNING true""",
+        {"id": user_id, "email": email, "now": now},
+    )
+    return bool(verified)
+
+
+async def update_user_email(db: Connection, user_id: UUID, email: str, now: datetime) -> bool:
+    """Move the user to a new (and so verified) address; False when another account has it."""
+    try:
+        changed = await db.fetch_val(
+            """UPDATE users SET email = :email, email_verified_at = :now, updated_at = :now
+                WHERE id = :id AND is_active
+            RETURNING true""",
+            {"id": user_id, "email": email, "now": now},
+        )
+    except asyncpg.UniqueViolationError:
+        return False
+    return bool(changed)
+
+
+async def delete_user(db: Connection, user_id: UUID) -> bool:
+    """Delete the user; sessions and tokens go with it (ON DELETE CASCADE)."""
+    deleted = await db.fetch_val("DELETE FROM users WHERE id = :id RETURNING true", {"id": user_id})
+    return bool(deleted)

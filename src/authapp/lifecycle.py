@@ -1,0 +1,313 @@
+"""The account's life by email: verify the address, reset a forgotten password, change the
+password or the address, delete the account; one service for the JSON API and the pages.
+
+Mailed tokens are 256 random bits, bound to one purpose and one address, single-use and
+expiring; the database keeps only their SHA-256, so neither a database dump nor a log holds
+a usable link. Mail goes out after the response (see mail.py): a failed delivery never
+undoes the change it reports.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from quart_db import Connection
+
+from . import accounts
+from .config import Settings
+from .database import Database
+from .errors import APIError, validation_error
+from .mail import Mail, mailer
+from .models.email_tokens import (
+    EmailToken,
+    Purpose,
+    insert_email_token,
+    select_email_token,
+    update_email_tokens_used,
+)
+from .models.sessions import SessionAccount, update_sessions_revoked_of_user
+from .models.users import (
+    User,
+    delete_user,
+    select_user_by_email,
+    select_user_by_id,
+    update_user_email,
+    update_user_email_verified,
+    update_user_password_hash,
+)
+from .passwords import PasswordHashing
+from .sessions import new_token, token_id, utcnow
+
+log = logging.getLogger(__name__)
+
+_LIFETIMES: dict[Purpose, str] = {
+    "verify_email": "verify_email_lifetime",
+    "reset_password": "reset_password_lifetime",
+    "change_email": "change_email_lifetime",
+}
+
+
+def token_invalid() -> APIError:
+    return APIError(400, "TOKEN_INVALID", "This link is not valid. It may have been used already.")
+
+
+def token_expired() -> APIError:
+    return APIError(400, "TOKEN_EXPIRED", "This link has expired. Ask for a new one.")
+
+
+def hours(seconds: int) -> str:
+    count = max(round(seconds / 3600), 1)
+    return f"{count} hour{'s' if count != 1 else ''}"
+
+
+async def _send(to: str, subject: str, template: str, **context: Any) -> None:
+    await mailer().send_later(Mail(to=to, subject=subject, template=template, context=context))
+
+
+async def _issue(
+    connection: Connection, settings: Settings, user_id: UUID, purpose: Purpose, email: str
+) -> str:
+    """A new token; the older ones of the same purpose die, so only the newest link works."""
+    token = new_token()
+    hashed = token_id(token)
+    assert hashed is not None  # new_token() makes tokens of exactly that shape
+    now = utcnow()
+    lifetime = timedelta(seconds=getattr(settings, _LIFETIMES[purpose]))
+    await update_email_tokens_used(connection, user_id, (purpose,), now)
+    await insert_email_token(
+        connection, token_id=hashed, user_id=user_id, purpose=purpose, email=email, now=now,
+        expires_at=now + lifetime,
+    )  # fmt: skip
+    return token
+
+
+async def _check(connection: Connection, token: str, purpose: Purpose) -> EmailToken:
+    """The live token of this purpose, or TOKEN_INVALID / TOKEN_EXPIRED."""
+    hashed = token_id(token)
+    found = None if hashed is None else await select_email_token(connection, hashed, purpose)
+    if found is None or found.used_at is not None:
+        raise token_invalid()
+    if found.expires_at <= utcnow():
+        raise token_expired()
+    return found
+
+
+async def _spend(connection: Connection, token: str, purpose: Purpose) -> EmailToken:
+    """Check the token and spend it (with every other of its purpose for that user)."""
+    found = await _check(connection, token, purpose)
+    await update_email_tokens_used(connection, found.user_id, (purpose,), utcnow())
+    return found
+
+
+# --- verification ------------------------------------------------------------------------
+
+
+async def send_verification(db: Database, settings: Settings, user: User, base_url: str) -> None:
+    async with db.transaction() as connection:
+        token = await _issue(connection, settings, user.id, "verify_email", user.email)
+    await _send(
+        user.email, "Verify your email address", "mail/verify_email",
+        name=user.display_name, link=f"{base_url}/auth/verify-email/{token}",
+        valid_for=hours(settings.verify_email_lifetime),
+    )  # fmt: skip
+
+
+async def sign_up(
+    db: Database,
+    hashing: PasswordHashing,
+    settings: Settings,
+    *,
+    email: str,
+    password: str,
+    display_name: str | None,
+    base_url: str,
+) -> User | None:
+    """Register and mail a verification link.
+
+    With AUTHAPP_REQUIRE_VERIFIED_EMAIL, an address that already has an account is not
+    revealed: the owner gets a mail instead and the caller answers as for a new account
+    (None here).
+    """
+    try:
+        user = await accounts.register(
+            db, hashing, settings, email=email, password=password, display_name=display_name
+        )
+    except APIError as error:
+        if error.code != "EMAIL_TAKEN" or not settings.require_verified_email:
+            raise
+        await _send(
+            email, "Someone tried to sign up with your address", "mail/already_registered",
+            login_link=f"{base_url}/auth/login", reset_link=f"{base_url}/auth/forgot-password",
+        )  # fmt: skip
+        return None
+    await send_verification(db, settings, user, base_url)
+    return user
+
+
+async def verify_email(db: Database, token: str) -> None:
+    async with db.transaction() as connection:
+        found = await _spend(connection, token, "verify_email")
+        # A link for an address the user has since left verifies nothing.
+        if not await update_user_email_verified(connection, found.user_id, found.email, utcnow()):
+            raise token_invalid()
+    log.info("user %s verified their email", found.user_id)
+
+
+async def resend_verification(db: Database, settings: Settings, email: str, base_url: str) -> None:
+    """Mail a new link if the address has an unverified account; nothing otherwise.
+
+    Callers run this after answering, so the answer is the same (and as quick) either way.
+    """
+    async with db.connection() as connection:
+        user = await select_user_by_email(connection, email)
+    if user is not None and user.is_active and user.email_verified_at is None:
+        await send_verification(db, settings, user, base_url)
+
+
+# --- forgotten password ------------------------------------------------------------------
+
+
+async def request_password_reset(
+    db: Database, settings: Settings, email: str, base_url: str
+) -> None:
+    """Mail a reset link if the address has an active account; nothing otherwise.
+
+    Callers run this after answering, so the answer is the same (and as quick) either way.
+    """
+    async with db.connection() as connection:
+        user = await select_user_by_email(connection, email)
+    if user is None or not user.is_active:
+        return
+    async with db.transaction() as connection:
+        token = await _issue(connection, settings, user.id, "reset_password", user.email)
+    await _send(
+        user.email, "Reset your password", "mail/reset_password",
+        name=user.display_name, link=f"{base_url}/auth/reset-password/{token}",
+        valid_for=hours(settings.reset_password_lifetime),
+    )  # fmt: skip
+
+
+async def check_reset_token(db: Database, token: str) -> None:
+    """Raise TOKEN_INVALID or TOKEN_EXPIRED unless the reset link still works (spends nothing)."""
+    async with db.connection() as connection:
+        await _check(connection, token, "reset_password")
+
+
+async def reset_password(
+    db: Database, hashing: PasswordHashing, settings: Settings, *, token: str, password: str
+) -> None:
+    """Set a new password from a reset link; every session of the user is revoked."""
+    async with db.connection() as connection:
+        found = await _check(connection, token, "reset_password")
+        user = await select_user_by_id(connection, found.user_id)
+    if user is None or not user.is_active:
+        raise token_invalid()
+    password = accounts.acceptable_password("password", password, settings, user.email)
+    new_hash = await hashing.hash(password)  # outside the transaction: it holds no connection
+    async with db.transaction() as connection:
+        await _spend(connection, token, "reset_password")  # again, now locked: one use only
+        now = utcnow()
+        await update_user_password_hash(connection, user.id, new_hash, now)
+        await update_sessions_revoked_of_user(connection, user.id, now)
+    log.info("user %s reset their password; every session revoked", user.id)
+    await _notify_password_changed(user)
+
+
+# --- changes by the signed-in user ---------------------------------------------------------
+
+
+async def _notify_password_changed(user: User | SessionAccount) -> None:
+    await _send(
+        user.email, "Your password was changed", "mail/password_changed",
+        name=user.display_name,
+    )  # fmt: skip
+
+
+async def change_password(
+    db: Database,
+    hashing: PasswordHashing,
+    settings: Settings,
+    account: SessionAccount,
+    *,
+    current_password: str,
+    new_password: str,
+) -> int:
+    """accounts.change_password, and a notice to the owner. Returns the sessions revoked."""
+    revoked = await accounts.change_password(
+        db, hashing, settings, account,
+        current_password=current_password, new_password=new_password,
+    )  # fmt: skip
+    await _notify_password_changed(account)
+    return revoked
+
+
+async def request_email_change(
+    db: Database,
+    hashing: PasswordHashing,
+    settings: Settings,
+    account: SessionAccount,
+    *,
+    password: str,
+    new_email: str,
+    base_url: str,
+) -> None:
+    """Mail a confirmation link to the new address; the address changes only when it is used.
+
+    An address that another account has gets no mail, and the answer is the same, so this
+    cannot be used to find out who has an account.
+    """
+    if new_email.casefold() == account.email.casefold():
+        raise validation_error("new_email", "This is already your address.", "same")
+    await accounts.check_current_password(db, hashing, account, password, field="password")
+    async with db.connection() as connection:
+        taken = await select_user_by_email(connection, new_email) is not None
+    if taken:
+        log.info("user %s asked for an address another account has", account.user_id)
+        return
+    async with db.transaction() as connection:
+        token = await _issue(connection, settings, account.user_id, "change_email", new_email)
+    await _send(
+        new_email, "Confirm your new email address", "mail/change_email",
+        name=account.display_name, link=f"{base_url}/auth/confirm-email/{token}",
+        valid_for=hours(settings.change_email_lifetime),
+    )  # fmt: skip
+
+
+async def check_email_change_token(db: Database, token: str) -> str:
+    """The new address a change link confirms (spends nothing)."""
+    async with db.connection() as connection:
+        return (await _check(connection, token, "change_email")).email
+
+
+async def confirm_email_change(db: Database, token: str) -> str:
+    """Switch to the address the link was mailed to; the old address is told. Returns it."""
+    async with db.transaction() as connection:
+        found = await _spend(connection, token, "change_email")
+        user = await select_user_by_id(connection, found.user_id)
+        if user is None:
+            raise token_invalid()
+        if not await update_user_email(connection, user.id, found.email, utcnow()):
+            raise APIError(409, "EMAIL_TAKEN", "An account with this email already exists.")
+        await update_email_tokens_used(connection, user.id, ("verify_email",), utcnow())
+    log.info("user %s changed their email", user.id)
+    await _send(
+        user.email, "Your email address was changed", "mail/email_changed",
+        name=user.display_name, new_email=found.email,
+    )  # fmt: skip
+    return found.email
+
+
+async def delete_account(
+    db: Database, hashing: PasswordHashing, account: SessionAccount, *, password: str
+) -> None:
+    """Delete the user and everything of theirs (sessions, tokens) in one transaction."""
+    user = await accounts.check_current_password(db, hashing, account, password, field="password")
+    async with db.transaction() as connection:
+        await delete_user(connection, user.id)
+    log.info("user %s deleted their account", user.id)
+    await _send(
+        user.email, "Your account was deleted", "mail/account_deleted", name=user.display_name
+    )
