@@ -13,6 +13,7 @@ from quart.typing import TestClientProtocol as Client
 from authapp.models.users import User
 from tests.conftest import PASSWORD, SECRET_KEY, fetch_val
 from tests.forms import HTML, csrf_from, form_login, page_text
+from tests.test_lifecycle import drain
 
 MakeUser = Callable[..., Awaitable[User]]
 NEW_PASSWORD = "another long passphrase"
@@ -29,12 +30,20 @@ FORMS: dict[str, tuple[str, str, dict[str, str], bool]] = {
     "password": ("/account", "/account/password",
                  {"current_password": PASSWORD, "new_password": NEW_PASSWORD,
                   "new_password_confirm": NEW_PASSWORD}, True),
+    "forgot password": ("/auth/forgot-password", "/auth/forgot-password",
+                        {"email": "alice@example.com"}, False),
+    "new verification link": ("/account", "/account/verify-email", {}, True),
+    "change of address": ("/account", "/account/email",
+                          {"new_email": "new@example.com", "email_password": PASSWORD}, True),
+    "deletion": ("/account", "/account/delete", {"delete_password": PASSWORD}, True),
 }  # fmt: skip
 
 
 async def snapshot(app: Quart) -> tuple[Any, ...]:
-    """Everything a form could change."""
+    """Everything a form could change (once the work it does after answering is done)."""
+    await drain(app)
     return (
+        await fetch_val(app, "SELECT count(*) FROM email_tokens"),
         await fetch_val(app, "SELECT count(*) FROM users"),
         await fetch_val(app, "SELECT count(*) FROM sessions WHERE revoked_at IS NULL"),
         await fetch_val(app, "SELECT string_agg(display_name || password_hash, ',') FROM users"),
@@ -113,7 +122,7 @@ async def test_the_right_token_lets_each_form_through(
     before = await snapshot(app)
     token = await csrf_from(client, page)
     response = await client.post(action, form={**fields, "csrf_token": token}, headers=HTML)
-    assert response.status_code == 302
+    assert response.status_code in {200, 302}  # a redirect, or a page that says what comes next
     assert await snapshot(app) != before
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
 import pytest
 from quart import Quart
@@ -12,7 +13,10 @@ from quart_rate_limiter import (
     QUART_RATE_LIMITER_LIMITS_ATTRIBUTE,
 )
 
-from tests.forms import csrf_from
+from authapp.models.users import User
+from tests.forms import csrf_from, form_login
+
+MakeUser = Callable[..., Awaitable[User]]
 
 # Routes reachable without a session, by endpoint; everything else in api/protected needs one.
 PUBLIC = {"api.register", "api.login", "api.logout", "api.verify_email",
@@ -63,3 +67,21 @@ def test_every_mutating_route_is_limited_or_exempt_by_name(app: Quart) -> None:
 def test_login_and_register_are_limited(app: Quart) -> None:
     for endpoint in ("api.login", "auth.login", "api.register", "auth.register"):
         assert getattr(app.view_functions[endpoint], QUART_RATE_LIMITER_LIMITS_ATTRIBUTE)
+
+
+async def test_every_form_post_needs_a_csrf_token(app: Quart, make_user: MakeUser) -> None:
+    """Every state-changing route of the page blueprints refuses a post without a token,
+    from a signed-in visitor (so no redirect to the login page hides the check)."""
+    await make_user()
+    client = app.test_client()
+    assert (await form_login(client, await csrf_from(client))).status_code == 302
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.split(".")[0] not in {"auth", "protected"} or "POST" not in rule.methods:
+            continue
+        path = re.sub(r"<[^>]+>", "x" * 43, rule.rule)
+        response = await client.post(path, form={}, headers={"Accept": "text/html"})
+        assert response.status_code == 400, rule.rule
+        assert "<code>CSRF_FAILED</code>" in await response.get_data(as_text=True), rule.rule
+        checked += 1
+    assert checked >= 10
