@@ -47,7 +47,7 @@ def resolve_settings(config: Mapping[str, Any] | None = None) -> Settings:
 def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the app: defaults, then AUTHAPP_* environment variables, then `config`."""
     settings = resolve_settings(config)
-    logging.getLogger("authapp").setLevel(settings.log_level.upper())
+    _configure_logging(settings)
 
     app = Quart(__name__, instance_path=settings.instance_path)
     app.request_class = AuthappRequest
@@ -92,3 +92,16 @@ async def add_security_headers(response: Response) -> Response:
     if "Cache-Control" not in headers and request.endpoint not in {"static", "docs.docs_asset"}:
         headers["Cache-Control"] = "no-store"
     return response
+
+
+def _configure_logging(settings: Settings) -> None:
+    """Our INFO lines (the development outbox's links among them) reach stderr, beside
+    hypercorn's, unless the host program set up logging itself."""
+    logger = logging.getLogger("authapp")
+    logger.setLevel(settings.log_level.upper())
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+        )
+        logger.addHandler(handler)
