@@ -7,8 +7,7 @@ import logging
 from .config import Settings
 from .database import Database
 from .errors import APIError, ErrorDetail, validation_error
-from .models.email_tokens import update_email_tokens_used
-from .models.sessions import SessionAccount, update_other_sessions_revoked
+from .models.sessions import SessionAccount
 from .models.users import (
     User,
     insert_user,
@@ -110,30 +109,3 @@ async def check_current_password(
         )
         raise APIError(400, "WRONG_PASSWORD", "The current password is wrong.", [detail])
     return user
-
-
-async def change_password(
-    db: Database,
-    hashing: PasswordHashing,
-    settings: Settings,
-    account: SessionAccount,
-    *,
-    current_password: str,
-    new_password: str,
-) -> int:
-    """Replace the password of a signed-in user who knows the current one.
-
-    Every other session of the user is revoked (whoever else holds one must sign in with the
-    new password), and so is every password-reset link; the session making the change stays.
-    Returns how many sessions were revoked.
-    """
-    new_password = acceptable_password("new_password", new_password, settings, account.email)
-    user = await check_current_password(db, hashing, account, current_password)
-    new_hash = await hashing.hash(new_password)
-    async with db.transaction() as connection:
-        now = utcnow()
-        await update_user_password_hash(connection, user.id, new_hash, now)
-        revoked = await update_other_sessions_revoked(connection, user.id, account.session_id, now)
-        await update_email_tokens_used(connection, user.id, ("reset_password",), now)
-    log.info("user %s changed their password; %d other sessions revoked", user.id, revoked)
-    return revoked

@@ -8,6 +8,7 @@ and cookie name (tests build many apps).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
@@ -359,6 +360,17 @@ async def start_client_session(user: User, *, remember: bool) -> None:
     )
     login_user(SessionUser(token), remember=remember)
     rotate_csrf_token()  # a form token from before sign-in is worthless after it
+
+
+def mail_after_answer(
+    work: Callable[[Database, Settings, str, str], Awaitable[None]], email: str
+) -> None:
+    """Run a lookup that may mail `email` after the answer is sent, so the answer is the same,
+    and as quick, whether or not the address has an account."""
+    app_state = state()
+    current_app.add_background_task(
+        work, app_state.db, app_state.settings, lookup_email(email), public_base_url()
+    )
 
 
 def public_base_url() -> str:

@@ -28,7 +28,11 @@ from .models.email_tokens import (
     select_email_token,
     update_email_tokens_used,
 )
-from .models.sessions import SessionAccount, update_sessions_revoked_of_user
+from .models.sessions import (
+    SessionAccount,
+    update_other_sessions_revoked,
+    update_sessions_revoked_of_user,
+)
 from .models.users import (
     User,
     delete_user,
@@ -43,11 +47,15 @@ from .sessions import new_token, token_id, utcnow
 
 log = logging.getLogger(__name__)
 
-_LIFETIMES: dict[Purpose, str] = {
-    "verify_email": "verify_email_lifetime",
-    "reset_password": "reset_password_lifetime",
-    "change_email": "change_email_lifetime",
-}
+# purpose: (the setting of its lifetime, the page its link opens, the mail's subject, template)
+_LINKS: dict[Purpose, tuple[str, str, str, str]] = {
+    "verify_email": ("verify_email_lifetime", "/auth/verify-email",
+                     "Verify your email address", "mail/verify_email"),
+    "reset_password": ("reset_password_lifetime", "/auth/reset-password",
+                       "Reset your password", "mail/reset_password"),
+    "change_email": ("change_email_lifetime", "/auth/confirm-email",
+                     "Confirm your new email address", "mail/change_email"),
+}  # fmt: skip
 
 
 def token_invalid() -> APIError:
@@ -75,13 +83,33 @@ async def _issue(
     hashed = token_id(token)
     assert hashed is not None  # new_token() makes tokens of exactly that shape
     now = utcnow()
-    lifetime = timedelta(seconds=getattr(settings, _LIFETIMES[purpose]))
+    lifetime = timedelta(seconds=getattr(settings, _LINKS[purpose][0]))
     await update_email_tokens_used(connection, user_id, (purpose,), now)
     await insert_email_token(
         connection, token_id=hashed, user_id=user_id, purpose=purpose, email=email, now=now,
         expires_at=now + lifetime,
     )  # fmt: skip
     return token
+
+
+async def _mail_link(
+    db: Database,
+    settings: Settings,
+    user_id: UUID,
+    purpose: Purpose,
+    *,
+    email: str,
+    name: str,
+    base_url: str,
+) -> None:
+    """Issue a token of `purpose` for `email` and mail its link there."""
+    async with db.transaction() as connection:
+        token = await _issue(connection, settings, user_id, purpose, email)
+    lifetime, path, subject, template = _LINKS[purpose]
+    await _send(
+        email, subject, template, name=name, link=f"{base_url}{path}/{token}",
+        valid_for=hours(getattr(settings, lifetime)),
+    )  # fmt: skip
 
 
 async def _check(connection: Connection, token: str, purpose: Purpose) -> EmailToken:
@@ -106,12 +134,9 @@ async def _spend(connection: Connection, token: str, purpose: Purpose) -> EmailT
 
 
 async def send_verification(db: Database, settings: Settings, user: User, base_url: str) -> None:
-    async with db.transaction() as connection:
-        token = await _issue(connection, settings, user.id, "verify_email", user.email)
-    await _send(
-        user.email, "Verify your email address", "mail/verify_email",
-        name=user.display_name, link=f"{base_url}/auth/verify-email/{token}",
-        valid_for=hours(settings.verify_email_lifetime),
+    await _mail_link(
+        db, settings, user.id, "verify_email",
+        email=user.email, name=user.display_name, base_url=base_url,
     )  # fmt: skip
 
 
@@ -181,12 +206,9 @@ async def request_password_reset(
         user = await select_user_by_email(connection, email)
     if user is None or not user.is_active:
         return
-    async with db.transaction() as connection:
-        token = await _issue(connection, settings, user.id, "reset_password", user.email)
-    await _send(
-        user.email, "Reset your password", "mail/reset_password",
-        name=user.display_name, link=f"{base_url}/auth/reset-password/{token}",
-        valid_for=hours(settings.reset_password_lifetime),
+    await _mail_link(
+        db, settings, user.id, "reset_password",
+        email=user.email, name=user.display_name, base_url=base_url,
     )  # fmt: skip
 
 
@@ -235,11 +257,23 @@ async def change_password(
     current_password: str,
     new_password: str,
 ) -> int:
-    """accounts.change_password, and a notice to the owner. Returns the sessions revoked."""
-    revoked = await accounts.change_password(
-        db, hashing, settings, account,
-        current_password=current_password, new_password=new_password,
-    )  # fmt: skip
+    """Replace the password of a signed-in user who knows the current one.
+
+    Every other session of the user is revoked (whoever else holds one must sign in with the
+    new password), and so is every password-reset link; the session making the change stays
+    and the owner gets a notice. Returns how many sessions were revoked.
+    """
+    new_password = accounts.acceptable_password(
+        "new_password", new_password, settings, account.email
+    )
+    user = await accounts.check_current_password(db, hashing, account, current_password)
+    new_hash = await hashing.hash(new_password)
+    async with db.transaction() as connection:
+        now = utcnow()
+        await update_user_password_hash(connection, user.id, new_hash, now)
+        revoked = await update_other_sessions_revoked(connection, user.id, account.session_id, now)
+        await update_email_tokens_used(connection, user.id, ("reset_password",), now)
+    log.info("user %s changed their password; %d other sessions revoked", user.id, revoked)
     await _notify_password_changed(account)
     return revoked
 
@@ -267,12 +301,9 @@ async def request_email_change(
     if taken:
         log.info("user %s asked for an address another account has", account.user_id)
         return
-    async with db.transaction() as connection:
-        token = await _issue(connection, settings, account.user_id, "change_email", new_email)
-    await _send(
-        new_email, "Confirm your new email address", "mail/change_email",
-        name=account.display_name, link=f"{base_url}/auth/confirm-email/{token}",
-        valid_for=hours(settings.change_email_lifetime),
+    await _mail_link(
+        db, settings, account.user_id, "change_email",
+        email=new_email, name=account.display_name, base_url=base_url,
     )  # fmt: skip
 
 

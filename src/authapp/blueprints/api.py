@@ -7,7 +7,7 @@ from datetime import datetime
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, current_app
+from quart import Blueprint
 from quart_auth import login_required, logout_user
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import (
@@ -28,6 +28,7 @@ from ..extensions import (
     REGISTER_LIMITS,
     TOKEN_LIMITS,
     WRITE_LIMITS,
+    mail_after_answer,
     public_base_url,
     sign_in,
     sign_out,
@@ -36,7 +37,7 @@ from ..extensions import (
 )
 from ..models.sessions import SessionAccount
 from ..models.users import User
-from ..schemas import DisplayName, Email, LoginEmail, NoContent, Password, lookup_email
+from ..schemas import DisplayName, Email, LoginEmail, NoContent, Password
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -193,14 +194,7 @@ async def verify_email(data: TokenIn) -> tuple[str, int]:
 @documents_errors(400, 429)
 async def resend_verification(data: EmailIn) -> tuple[MessageOut, int]:
     """Mail a new verification link; the answer is the same whether or not it was sent."""
-    app_state = state()
-    current_app.add_background_task(
-        lifecycle.resend_verification,
-        app_state.db,
-        app_state.settings,
-        lookup_email(data.email),
-        public_base_url(),
-    )
+    mail_after_answer(lifecycle.resend_verification, data.email)
     return MessageOut(message=SENT_IF_KNOWN), 202
 
 
@@ -216,14 +210,7 @@ async def forgot_password(data: EmailIn) -> tuple[MessageOut, int]:
     Always 202 with the same body, sent or not; the work happens after the answer, so it
     takes as long either way.
     """
-    app_state = state()
-    current_app.add_background_task(
-        lifecycle.request_password_reset,
-        app_state.db,
-        app_state.settings,
-        lookup_email(data.email),
-        public_base_url(),
-    )
+    mail_after_answer(lifecycle.request_password_reset, data.email)
     return MessageOut(message=SENT_IF_KNOWN), 202
 
 

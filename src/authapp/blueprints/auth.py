@@ -8,7 +8,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart import (
     Blueprint,
     ResponseReturnValue,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -26,6 +25,7 @@ from ..extensions import (
     MAIL_LIMITS,
     REGISTER_LIMITS,
     TOKEN_LIMITS,
+    mail_after_answer,
     public_base_url,
     sign_in,
     sign_out,
@@ -35,7 +35,7 @@ from ..extensions import (
 from ..pages import mismatch, render_form
 from ..passwords import MAX_PASSWORD_LENGTH
 from ..redirects import safe_next
-from ..schemas import DisplayName, Email, LoginEmail, Password, lookup_email
+from ..schemas import DisplayName, Email, LoginEmail, Password
 from .api import CHECK_INBOX, SENT_IF_KNOWN
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -206,14 +206,7 @@ async def resend_verification_page() -> ResponseReturnValue:
 @hide
 @validate_request(EmailForm, source=DataSource.FORM)
 async def resend_verification(data: EmailForm) -> ResponseReturnValue:
-    app_state = state()
-    current_app.add_background_task(
-        lifecycle.resend_verification,
-        app_state.db,
-        app_state.settings,
-        lookup_email(data.email),
-        public_base_url(),
-    )
+    mail_after_answer(lifecycle.resend_verification, data.email)
     return await _message_page("Check your inbox", SENT_IF_KNOWN)
 
 
@@ -229,15 +222,8 @@ async def forgot_password_page() -> ResponseReturnValue:
 @hide
 @validate_request(EmailForm, source=DataSource.FORM)
 async def forgot_password(data: EmailForm) -> ResponseReturnValue:
-    app_state = state()
-    current_app.add_background_task(
-        lifecycle.request_password_reset,
-        app_state.db,
-        app_state.settings,
-        lookup_email(data.email),
-        public_base_url(),
-    )
-    valid_for = lifecycle.hours(app_state.settings.reset_password_lifetime)
+    mail_after_answer(lifecycle.request_password_reset, data.email)
+    valid_for = lifecycle.hours(state().settings.reset_password_lifetime)
     return await _message_page(
         "Check your inbox", f"{SENT_IF_KNOWN} It works once, for {valid_for}."
     )
