@@ -46,3 +46,8 @@ def field_error(html: str, field: str) -> str | None:
 
 def flashes(html: str) -> list[str]:
     return re.findall(r'<p class="flash flash-\w+" role="\w+">([^<]*)</p>', html)
+
+
+def without_tokens(html: str) -> str:
+    """A page without its CSRF tokens (they differ per render), to compare two pages whole."""
+    return "\n".join(line for line in html.splitlines() if "csrf_token" not in line)

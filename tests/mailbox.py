@@ -21,6 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from markupsafe import escape
+from quart import Quart
 
 from tests.servers import free_port
 
@@ -171,6 +172,12 @@ class Mailbox:
         (link,) = links
         assert str(escape(link)) in html.get_content(), "the HTML part lacks the text's link"
         return link
+
+
+async def drain(app: Quart) -> None:
+    """Wait for the work the app does after answering (mail, forgotten-password lookups)."""
+    while app.background_tasks:
+        await asyncio.gather(*list(app.background_tasks))
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from quart.typing import TestClientProtocol as Client
 from authapp.models.users import User
 from tests.conftest import PASSWORD, SECRET_KEY, fetch_val
 from tests.forms import HTML, csrf_from, form_login, page_text
-from tests.test_lifecycle import drain
+from tests.mailbox import drain
 
 MakeUser = Callable[..., Awaitable[User]]
 NEW_PASSWORD = "another long passphrase"

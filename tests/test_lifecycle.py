@@ -3,7 +3,6 @@ forgotten password, change of password and address, deletion; the tokens' rules 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,18 +20,12 @@ from authapp import create_app, lifecycle
 from authapp.models.users import User
 from authapp.sessions import utcnow
 from tests.conftest import PASSWORD, fetch_val, settings_for
-from tests.mailbox import Mailbox
+from tests.mailbox import Mailbox, drain
 
 MakeUser = Callable[..., Awaitable[User]]
 Login = Callable[..., Awaitable[Any]]
 NEW_PASSWORD = "a brand new passphrase 2026"
 EMAIL = "alice@example.com"
-
-
-async def drain(app: Quart) -> None:
-    """Wait for the work the app does after answering (mail, forgotten-password lookups)."""
-    while app.background_tasks:
-        await asyncio.gather(*list(app.background_tasks))
 
 
 def token_of(link: str) -> str:
