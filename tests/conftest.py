@@ -7,6 +7,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -16,6 +17,7 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
+from authapp import clock as app_clock
 from authapp import create_app
 from authapp.extensions import AppState
 from authapp.models.users import User
@@ -94,7 +96,7 @@ async def app(
     app = create_app(settings_for(database_url, tmp_path, **overrides))
     async with app.test_app():
         async with app_state(app).db.connection() as connection:
-            await connection.execute("TRUNCATE users, sessions, email_tokens")
+            await connection.execute("TRUNCATE users, sessions, email_tokens, api_tokens")
         yield app
 
 
@@ -160,3 +162,23 @@ def session_cookie(response: Any, name: str = "__Host-authapp_session") -> str:
     headers = [value for value in response.headers.getlist("Set-Cookie") if value.startswith(name)]
     assert len(headers) == 1, response.headers.getlist("Set-Cookie")
     return str(headers[0])
+
+
+class Clock:
+    """The app's clock, held still until a test moves it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = datetime.now(UTC)
+        monkeypatch.setattr(app_clock, "utcnow", lambda: self.now)
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+    def set(self, moment: datetime) -> None:
+        self.now = moment
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """A controlled clock for every service (sessions, tokens, mailed links)."""
+    return Clock(monkeypatch)

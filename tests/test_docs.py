@@ -13,22 +13,23 @@ async def test_openapi_describes_the_api(client: Client) -> None:
     spec = await response.get_json()
     assert spec["info"]["title"] == "authapp"
     assert spec["info"]["version"] == "0.1.0"
-    assert {tag["name"] for tag in spec["tags"]} == {"auth", "account"}
-    assert spec["components"]["securitySchemes"]["sessionCookie"] == {
-        "type": "apiKey",
-        "in": "cookie",
-        "name": "__Host-authapp_session",
+    assert {tag["name"] for tag in spec["tags"]} == {"auth", "account", "sessions", "tokens"}
+    assert spec["components"]["securitySchemes"] == {
+        "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "__Host-authapp_session"},
+        "bearerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "authapp_pat_..."},
     }
     paths = spec["paths"]
     assert set(paths) == {
         "/api/auth/register", "/api/auth/login", "/api/auth/logout", "/api/auth/verify-email",
         "/api/auth/verify-email/resend", "/api/auth/forgot-password", "/api/auth/reset-password",
-        "/api/auth/confirm-email", "/api/me", "/api/me/password", "/api/me/email",
+        "/api/auth/confirm-email", "/api/auth/reauth", "/api/me", "/api/me/password",
+        "/api/me/email", "/api/sessions", "/api/sessions/{session_id}",
+        "/api/sessions/revoke-others", "/api/sessions/revoke-all", "/api/tokens",
+        "/api/tokens/{token_id}",
     }  # fmt: skip
     login = paths["/api/auth/login"]["post"]
     assert login["requestBody"]["content"]["application/json"]["schema"]
     assert {"200", "400", "401", "429"} <= set(login["responses"])
-    assert paths["/api/me"]["get"]["security"] == [{"sessionCookie": []}]
     assert "content" not in paths["/api/auth/logout"]["post"]["responses"]["204"]
     user = paths["/api/me"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert set(user["properties"]) == {
@@ -38,6 +39,37 @@ async def test_openapi_describes_the_api(client: Client) -> None:
         "email_verified",
         "created_at",
     }
+
+
+# Who may call each signed-in route: a session always; a token only with the scope named.
+SESSION = {"sessionCookie": []}
+SECURITY = {
+    ("/api/me", "get"): [SESSION, {"bearerToken": ["profile:read"]}],
+    ("/api/me", "patch"): [SESSION, {"bearerToken": ["profile:write"]}],
+    ("/api/sessions", "get"): [SESSION, {"bearerToken": ["sessions:read"]}],
+    ("/api/sessions/{session_id}", "delete"): [SESSION, {"bearerToken": ["sessions:write"]}],
+    ("/api/me", "delete"): [SESSION],
+    ("/api/me/password", "post"): [SESSION],
+    ("/api/me/email", "post"): [SESSION],
+    ("/api/auth/reauth", "post"): [SESSION],
+    ("/api/auth/logout", "post"): [SESSION],
+    ("/api/sessions/revoke-others", "post"): [SESSION],
+    ("/api/sessions/revoke-all", "post"): [SESSION],
+    ("/api/tokens", "post"): [SESSION],
+    ("/api/tokens", "get"): [SESSION],
+    ("/api/tokens/{token_id}", "delete"): [SESSION],
+}
+
+
+async def test_the_spec_says_who_may_call_each_route(client: Client) -> None:
+    spec = await (await client.get("/openapi.json")).get_json()
+    found = {
+        (path, method): operation["security"]
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if "security" in operation
+    }
+    assert found == SECURITY
 
 
 async def test_docs_page_uses_only_local_assets(client: Client) -> None:

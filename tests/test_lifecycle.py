@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,9 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from authapp import create_app, lifecycle
+from authapp import create_app
 from authapp.models.users import User
-from authapp.sessions import utcnow
-from tests.conftest import PASSWORD, fetch_val, settings_for
+from tests.conftest import PASSWORD, Clock, fetch_val, settings_for
 from tests.mailbox import Mailbox, drain
 
 MakeUser = Callable[..., Awaitable[User]]
@@ -158,16 +156,15 @@ async def test_a_token_works_once(client: Client, app: Quart, mailbox: Mailbox, 
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_token_expires(
-    client: Client, app: Quart, mailbox: Mailbox, kind: str, monkeypatch: pytest.MonkeyPatch
+    client: Client, app: Quart, mailbox: Mailbox, kind: str, clock: Clock
 ) -> None:
     token = await KINDS[kind][0](client, app, mailbox)
     lifetime = {"verify": 24 * 60, "reset": 60, "change email": 24 * 60}[kind]
-    later = utcnow() + timedelta(minutes=lifetime + 1)
-    monkeypatch.setattr(lifecycle, "utcnow", lambda: later)  # a controlled clock
+    clock.advance(minutes=lifetime + 1)
     response = await use(client, kind, token)
     assert response.status_code == 400
     assert (await response.get_json())["code"] == "TOKEN_EXPIRED"
-    monkeypatch.setattr(lifecycle, "utcnow", lambda: later - timedelta(minutes=2))
+    clock.advance(minutes=-2)
     assert (await use(client, kind, token)).status_code == 204  # just before, it worked
 
 

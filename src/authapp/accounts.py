@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from . import clock
 from .config import Settings
 from .database import Database
 from .errors import APIError, ErrorDetail, validation_error
-from .models.sessions import SessionAccount
 from .models.users import (
+    Account,
     User,
     insert_user,
     select_user_by_email,
@@ -17,7 +18,6 @@ from .models.users import (
     update_user_password_hash,
 )
 from .passwords import PasswordHashing, PasswordPolicyError, check_policy, normalize_password
-from .sessions import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ async def register(
             email=email,
             password_hash=password_hash,
             display_name=display_name or default_display_name(email),
-            now=utcnow(),
+            now=clock.utcnow(),
         )
     if user is None:
         raise APIError(409, "EMAIL_TAKEN", "An account with this email already exists.")
@@ -83,20 +83,20 @@ async def authenticate(
     if hashing.needs_rehash(user.password_hash):
         new_hash = await hashing.hash(password)
         async with db.connection() as connection:
-            await update_user_password_hash(connection, user.id, new_hash, utcnow())
+            await update_user_password_hash(connection, user.id, new_hash, clock.utcnow())
         log.info("upgraded the password hash of user %s", user.id)
     return user
 
 
-async def change_display_name(db: Database, account: SessionAccount, display_name: str) -> None:
+async def change_display_name(db: Database, account: Account, display_name: str) -> None:
     async with db.connection() as connection:
-        await update_user_display_name(connection, account.user_id, display_name, utcnow())
+        await update_user_display_name(connection, account.user_id, display_name, clock.utcnow())
 
 
 async def check_current_password(
     db: Database,
     hashing: PasswordHashing,
-    account: SessionAccount,
+    account: Account,
     password: str,
     field: str = "current_password",
 ) -> User:

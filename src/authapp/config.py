@@ -64,6 +64,12 @@ class Settings:
     cookie_samesite: SameSite = "Lax"
     session_lifetime: int = 12 * 3600
     remember_lifetime: int = 30 * 86400
+    session_idle_timeout: int = 3600
+    remember_idle_timeout: int = 14 * 86400
+    freshness: int = 15 * 60
+    token_lifetime_days: int = 30
+    token_max_lifetime_days: int = 365
+    revoke_tokens_on_password_change: bool = True
     password_min_length: int = 12
     argon2_time_cost: int = 2
     argon2_memory_cost: int = 19456
@@ -189,6 +195,10 @@ def _validate(settings: Settings) -> None:
     positive = {
         "AUTHAPP_SESSION_LIFETIME": settings.session_lifetime,
         "AUTHAPP_REMEMBER_LIFETIME": settings.remember_lifetime,
+        "AUTHAPP_SESSION_IDLE_TIMEOUT": settings.session_idle_timeout,
+        "AUTHAPP_REMEMBER_IDLE_TIMEOUT": settings.remember_idle_timeout,
+        "AUTHAPP_FRESHNESS": settings.freshness,
+        "AUTHAPP_TOKEN_LIFETIME_DAYS": settings.token_lifetime_days,
         "AUTHAPP_DB_POOL_MAX_SIZE": settings.db_pool_max_size,
         "AUTHAPP_DB_POOL_TIMEOUT": settings.db_pool_timeout,
         "AUTHAPP_DB_COMMAND_TIMEOUT": settings.db_command_timeout,
@@ -207,6 +217,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("AUTHAPP_DB_POOL_MIN_SIZE must be between 0 and AUTHAPP_DB_POOL_MAX_SIZE")
     if settings.argon2_memory_cost < 19456:
         raise ConfigError("AUTHAPP_ARGON2_MEMORY_COST must be at least 19456 KiB (OWASP minimum)")
+    if settings.token_lifetime_days > settings.token_max_lifetime_days:
+        raise ConfigError(
+            "AUTHAPP_TOKEN_LIFETIME_DAYS cannot exceed AUTHAPP_TOKEN_MAX_LIFETIME_DAYS"
+        )
     if settings.mail_retry_delay < 0:
         raise ConfigError("AUTHAPP_MAIL_RETRY_DELAY cannot be negative")
     if settings.trusted_proxy_hops < 0 or settings.hash_workers < 0:

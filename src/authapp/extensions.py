@@ -7,15 +7,17 @@ and cookie name (tests build many apps).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import wraps
 from importlib.metadata import version
 from math import ceil
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
-from quart import Quart, current_app, request
+from quart import Quart, current_app, has_request_context, request
 from quart_auth import (
     Action,
     AuthUser,
@@ -30,18 +32,30 @@ from quart_rate_limiter import KeyCallable, RateLimit, RateLimiter
 from quart_rate_limiter.redis_store import RedisStore
 from quart_rate_limiter.store import MemoryStore, RateLimiterStoreABC
 from quart_schema import QuartSchema
-from quart_schema.openapi import OpenAPIProvider
+from quart_schema.openapi import QUART_SCHEMA_SECURITY_ATTRIBUTE, OpenAPIProvider
 
 from .accounts import authenticate
 from .config import RateSpec, Settings
 from .csrf import rotate_csrf_token
 from .database import Database, migrations_path
 from .errors import APIError
+from .models.api_tokens import TokenAccount
 from .models.sessions import SessionAccount
 from .models.users import User
 from .passwords import PasswordHashing
 from .schemas import NoContent, lookup_email
-from .sessions import resolve_session, revoke_session, start_session
+from .sessions import (
+    device_name,
+    is_fresh,
+    reauth_required,
+    resolve_session,
+    revoke_session,
+    start_session,
+)
+from .tokens import SCOPES, Scope, resolve_api_token
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass
@@ -58,8 +72,8 @@ def state() -> AppState:
 class SessionUser(AuthUser):
     """quart-auth's user: the cookie's token, resolved to a live session on first use.
 
-    The lookup is one query (session and user together), so a revoked or expired session
-    or a deactivated user is refused on the very next request.
+    The lookup is one query (session and user together), so a revoked, expired or idle
+    session or a deactivated user is refused on the very next request.
     """
 
     def __init__(
@@ -72,11 +86,14 @@ class SessionUser(AuthUser):
         self._account = account
         self._resolved = account is not None
 
-    async def account(self) -> SessionAccount | None:
+    async def account(self) -> SessionAccount | TokenAccount | None:
         if not self._resolved:
             self._resolved = True
             if self.auth_id is not None:
-                self._account = await resolve_session(state().db, self.auth_id)
+                app_state = state()
+                self._account = await resolve_session(
+                    app_state.db, app_state.settings, self.auth_id, request.remote_addr
+                )
         return self._account
 
     @property
@@ -84,16 +101,102 @@ class SessionUser(AuthUser):
         return await self.account() is not None
 
 
-async def current_account() -> SessionAccount | None:
+class TokenUser(SessionUser):
+    """An API request's bearer token, resolved to its live token and user on first use.
+
+    It has no auth_id, so quart-auth never writes or clears a cookie for it.
+    """
+
+    def __init__(self, token: str) -> None:
+        super().__init__(None)
+        self._token = token
+        self._token_account: TokenAccount | None = None
+        self._token_resolved = False
+
+    async def account(self) -> TokenAccount | None:
+        if not self._token_resolved:
+            self._token_resolved = True
+            self._token_account = await resolve_api_token(state().db, self._token)
+        return self._token_account
+
+
+class AuthappAuth(QuartAuth):
+    """quart-auth in cookie mode, with bearer tokens on the JSON API only (never on pages,
+    where a browser could be made to send one it did not mean to)."""
+
+    def resolve_user(self) -> AuthUser:
+        if has_request_context() and request.blueprint == "api":
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() == "bearer":
+                return TokenUser(token.strip())
+        return super().resolve_user()
+
+
+async def current_account() -> SessionAccount | TokenAccount | None:
     return await cast(SessionUser, current_user).account()
 
 
-async def signed_in_account() -> SessionAccount:
-    """The account of a route behind login_required (which has already resolved it)."""
+async def signed_in_account() -> SessionAccount | TokenAccount:
+    """The account of a route behind a sign-in guard (which has already resolved it)."""
     account = await current_account()
     if account is None:
         raise Unauthorized()
     return account
+
+
+async def signed_in_session() -> SessionAccount:
+    """The session of a route that only a session may call (see auth_required)."""
+    account = await signed_in_account()
+    if not isinstance(account, SessionAccount):
+        raise insufficient_scope(None)
+    return account
+
+
+def insufficient_scope(scope: Scope | None) -> APIError:
+    if scope is None:
+        message = "API tokens cannot do this: sign in with your password."
+    else:
+        message = f"This API token lacks the {scope} scope."
+    return APIError(403, "INSUFFICIENT_SCOPE", message)
+
+
+def auth_required(
+    scope: Scope | None = None, *, fresh: bool = False
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Let a route run only for a signed-in caller, and document who may call it.
+
+    A session may always call it; a bearer token only when the route names a `scope` and the
+    token has it. `fresh` routes (password, email, deletion, new tokens, signing out
+    everywhere) take only a session whose password was proved within AUTHAPP_FRESHNESS, else
+    401 `REAUTH_REQUIRED`. Without a scope a route is the session's alone: a new route added
+    without thought never lets tokens in.
+    """
+    security: list[dict[str, list[str]]] = [{"sessionCookie": []}]
+    if scope is not None and not fresh:
+        security.append({"bearerToken": [scope]})
+
+    def decorator(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @wraps(func)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            account = await current_account()
+            if account is None:
+                if isinstance(current_user, TokenUser):
+                    raise APIError(
+                        401, "UNAUTHENTICATED", "The API token is unknown, revoked or expired.",
+                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                    )  # fmt: skip
+                raise Unauthorized()
+            if isinstance(account, TokenAccount):
+                if scope is None or fresh or scope not in account.scopes:
+                    raise insufficient_scope(None if fresh else scope)
+            elif fresh and not is_fresh(account, state().settings):
+                raise reauth_required()
+            return await func(*args, **kwargs)
+
+        setattr(guarded, QUART_SCHEMA_SECURITY_ATTRIBUTE, security)
+        return guarded
+
+    return decorator
 
 
 # --- rate limiting -------------------------------------------------------------------------
@@ -264,7 +367,7 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
             "max_inactive_connection_lifetime": 300,
         },
     )
-    QuartAuth(
+    AuthappAuth(
         app,
         cookie_name=settings.session_cookie_name,
         cookie_secure=settings.secure_cookies,
@@ -281,19 +384,29 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
         info={
             "title": "authapp",
             "version": version("authapp"),
-            "description": "Sign-up, sign-in and revocable sessions. Errors are "
-            '`{"code", "message", "details"?}` with a stable `code`.',
+            "description": "Sign-up, sign-in, revocable sessions and personal API tokens. "
+            'Errors are `{"code", "message", "details"?}` with a stable `code`. '
+            "Routes take the session cookie that signing in sets; those that list a "
+            "`bearerToken` scope also take `Authorization: Bearer <token>` with a token "
+            "(`POST /api/tokens`) that has it. Scopes: " + ", ".join(SCOPES) + ".",
         },
         tags=[
             {"name": "auth", "description": "Register, sign in and sign out."},
             {"name": "account", "description": "The signed-in user."},
+            {"name": "sessions", "description": "Where you are signed in; sign out anywhere."},
+            {"name": "tokens", "description": "Personal API tokens for scripts and programs."},
         ],
         security_schemes={
             "sessionCookie": {
                 "type": "apiKey",
                 "in_": "cookie",
                 "name": settings.session_cookie_name,
-            }
+            },
+            "bearerToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearer_format": "authapp_pat_...",
+            },
         },
         # The stock pages load their scripts from CDNs; /docs is served locally instead.
         swagger_ui_path=None,
@@ -317,9 +430,11 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
     app.extensions["authapp"] = app_state
 
     @app.before_serving
-    async def warm_dummy_hash() -> None:
-        # The first unknown-email login must not be the slow one.
+    async def warm_up() -> None:
+        # The first unknown-email login must not be the slow one, and building the
+        # User-Agent parser (a tenth of a second) must not block the loop on a request.
         await hashing.verify_dummy("")
+        await asyncio.to_thread(device_name, "")
 
     @app.after_serving
     async def stop_hashing() -> None:

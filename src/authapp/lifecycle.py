@@ -16,11 +16,12 @@ from uuid import UUID
 
 from quart_db import Connection
 
-from . import accounts
+from . import accounts, clock
 from .config import Settings
 from .database import Database
 from .errors import APIError, validation_error
 from .mail import Mail, mailer
+from .models.api_tokens import delete_api_tokens_of_user
 from .models.email_tokens import (
     EmailToken,
     Purpose,
@@ -34,6 +35,7 @@ from .models.sessions import (
     update_sessions_revoked_of_user,
 )
 from .models.users import (
+    Account,
     User,
     delete_user,
     select_user_by_email,
@@ -43,7 +45,7 @@ from .models.users import (
     update_user_password_hash,
 )
 from .passwords import PasswordHashing
-from .sessions import new_token, token_id, utcnow
+from .sessions import liveness, new_token, token_id
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ async def _issue(
     token = new_token()
     hashed = token_id(token)
     assert hashed is not None  # new_token() makes tokens of exactly that shape
-    now = utcnow()
+    now = clock.utcnow()
     lifetime = timedelta(seconds=getattr(settings, _LINKS[purpose][0]))
     await update_email_tokens_used(connection, user_id, (purpose,), now)
     await insert_email_token(
@@ -118,7 +120,7 @@ async def _check(connection: Connection, token: str, purpose: Purpose) -> EmailT
     found = None if hashed is None else await select_email_token(connection, hashed, purpose)
     if found is None or found.used_at is not None:
         raise token_invalid()
-    if found.expires_at <= utcnow():
+    if found.expires_at <= clock.utcnow():
         raise token_expired()
     return found
 
@@ -126,7 +128,7 @@ async def _check(connection: Connection, token: str, purpose: Purpose) -> EmailT
 async def _spend(connection: Connection, token: str, purpose: Purpose) -> EmailToken:
     """Check the token and spend it (with every other of its purpose for that user)."""
     found = await _check(connection, token, purpose)
-    await update_email_tokens_used(connection, found.user_id, (purpose,), utcnow())
+    await update_email_tokens_used(connection, found.user_id, (purpose,), clock.utcnow())
     return found
 
 
@@ -176,7 +178,8 @@ async def verify_email(db: Database, token: str) -> None:
     async with db.transaction() as connection:
         found = await _spend(connection, token, "verify_email")
         # A link for an address the user has since left verifies nothing.
-        if not await update_user_email_verified(connection, found.user_id, found.email, utcnow()):
+        now = clock.utcnow()
+        if not await update_user_email_verified(connection, found.user_id, found.email, now):
             raise token_invalid()
     log.info("user %s verified their email", found.user_id)
 
@@ -231,17 +234,28 @@ async def reset_password(
     new_hash = await hashing.hash(password)  # outside the transaction: it holds no connection
     async with db.transaction() as connection:
         await _spend(connection, token, "reset_password")  # again, now locked: one use only
-        now = utcnow()
+        now = clock.utcnow()
         await update_user_password_hash(connection, user.id, new_hash, now)
         await update_sessions_revoked_of_user(connection, user.id, now)
-    log.info("user %s reset their password; every session revoked", user.id)
+        tokens = await _revoke_tokens_for_new_password(connection, settings, user.id)
+    log.info("user %s reset their password; every session and %d tokens revoked", user.id, tokens)
     await _notify_password_changed(user)
+
+
+async def _revoke_tokens_for_new_password(
+    connection: Connection, settings: Settings, user_id: UUID
+) -> int:
+    """API tokens die with the old password unless AUTHAPP_REVOKE_TOKENS_ON_PASSWORD_CHANGE
+    is off (for tokens that scripts hold and a routine password change should not break)."""
+    if not settings.revoke_tokens_on_password_change:
+        return 0
+    return await delete_api_tokens_of_user(connection, user_id)
 
 
 # --- changes by the signed-in user ---------------------------------------------------------
 
 
-async def _notify_password_changed(user: User | SessionAccount) -> None:
+async def _notify_password_changed(user: User | Account) -> None:
     await _send(
         user.email, "Your password was changed", "mail/password_changed",
         name=user.display_name,
@@ -269,11 +283,15 @@ async def change_password(
     user = await accounts.check_current_password(db, hashing, account, current_password)
     new_hash = await hashing.hash(new_password)
     async with db.transaction() as connection:
-        now = utcnow()
-        await update_user_password_hash(connection, user.id, new_hash, now)
-        revoked = await update_other_sessions_revoked(connection, user.id, account.session_id, now)
-        await update_email_tokens_used(connection, user.id, ("reset_password",), now)
-    log.info("user %s changed their password; %d other sessions revoked", user.id, revoked)
+        live = liveness(settings)
+        await update_user_password_hash(connection, user.id, new_hash, live.now)
+        revoked = await update_other_sessions_revoked(connection, user.id, account.session_id, live)
+        await update_email_tokens_used(connection, user.id, ("reset_password",), live.now)
+        tokens = await _revoke_tokens_for_new_password(connection, settings, user.id)
+    log.info(
+        "user %s changed their password; %d other sessions and %d tokens revoked",
+        user.id, revoked, tokens,
+    )  # fmt: skip
     await _notify_password_changed(account)
     return revoked
 
@@ -320,9 +338,9 @@ async def confirm_email_change(db: Database, token: str) -> str:
         user = await select_user_by_id(connection, found.user_id)
         if user is None:
             raise token_invalid()
-        if not await update_user_email(connection, user.id, found.email, utcnow()):
+        if not await update_user_email(connection, user.id, found.email, clock.utcnow()):
             raise APIError(409, "EMAIL_TAKEN", "An account with this email already exists.")
-        await update_email_tokens_used(connection, user.id, ("verify_email",), utcnow())
+        await update_email_tokens_used(connection, user.id, ("verify_email",), clock.utcnow())
     log.info("user %s changed their email", user.id)
     await _send(
         user.email, "Your email address was changed", "mail/email_changed",
@@ -332,7 +350,7 @@ async def confirm_email_change(db: Database, token: str) -> str:
 
 
 async def delete_account(
-    db: Database, hashing: PasswordHashing, account: SessionAccount, *, password: str
+    db: Database, hashing: PasswordHashing, account: Account, *, password: str
 ) -> None:
     """Delete the user and everything of theirs (sessions, tokens) in one transaction."""
     user = await accounts.check_current_password(db, hashing, account, password, field="password")

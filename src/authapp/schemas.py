@@ -49,6 +49,12 @@ DisplayName = Annotated[
     AfterValidator(_plain_text),
 ]
 
+TokenName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_plain_text),
+]
+
 
 class NoContent:
     """No content."""

@@ -1,32 +1,49 @@
-"""Sessions: random tokens whose SHA-256 is the database key; start, resolve and revoke them."""
+"""Sessions: random tokens whose SHA-256 is the database key; start, resolve, list, refresh
+and revoke them. A session dies at its absolute expiry, after its idle timeout, or when revoked.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import re
 import secrets
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
 from uuid import UUID
 
+import ua_parser
+
+from . import clock
+from .accounts import check_current_password
 from .config import Settings
 from .database import Database
+from .errors import APIError
 from .models.sessions import (
+    Liveness,
     SessionAccount,
     delete_dead_sessions_of_user,
     insert_session,
     select_live_session_account,
+    select_live_sessions_of_user,
+    update_other_sessions_revoked,
+    update_session_authenticated,
     update_session_revoked,
+    update_session_revoked_by_public_id,
+    update_sessions_revoked_of_user,
 )
 from .models.users import update_user_last_login
+from .passwords import PasswordHashing
+
+log = logging.getLogger(__name__)
 
 TOKEN_BYTES = 32  # 256 bits
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 MAX_USER_AGENT = 512
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+# last_seen_at (and the idle timeout it feeds) is kept to this resolution: one write a minute.
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 
 
 def new_token() -> str:
@@ -40,11 +57,20 @@ def token_id(token: str) -> bytes | None:
     return hashlib.sha256(token.encode("ascii")).digest()
 
 
-def _clean_ip(address: str | None) -> str | None:
+def clean_ip(address: str | None) -> str | None:
     try:
         return str(ipaddress.ip_address(address or ""))
     except ValueError:
         return None  # a unix socket peer or nothing at all
+
+
+def liveness(settings: Settings) -> Liveness:
+    now = clock.utcnow()
+    return Liveness(
+        now=now,
+        session_seen_after=now - timedelta(seconds=settings.session_idle_timeout),
+        remember_seen_after=now - timedelta(seconds=settings.remember_idle_timeout),
+    )
 
 
 async def start_session(
@@ -65,33 +91,43 @@ async def start_session(
     token = new_token()
     session_id = token_id(token)
     assert session_id is not None  # new_token() makes tokens of exactly that shape
-    now = utcnow()
-    address = _clean_ip(ip)
+    live = liveness(settings)
+    address = clean_ip(ip)
     lifetime = settings.remember_lifetime if remember else settings.session_lifetime
     async with db.transaction() as connection:
         if replaces is not None and (old_id := token_id(replaces)) is not None:
-            await update_session_revoked(connection, old_id, now)
-        await delete_dead_sessions_of_user(connection, user_id, now)
+            await update_session_revoked(connection, old_id, live.now)
+        await delete_dead_sessions_of_user(connection, user_id, live)
         await insert_session(
             connection,
             session_id=session_id,
             user_id=user_id,
-            now=now,
-            expires_at=now + timedelta(seconds=lifetime),
+            now=live.now,
+            expires_at=live.now + timedelta(seconds=lifetime),
             remember=remember,
             ip=address,
             user_agent=(user_agent or "")[:MAX_USER_AGENT] or None,
         )
-        await update_user_last_login(connection, user_id, now, address)
+        await update_user_last_login(connection, user_id, live.now, address)
     return token
 
 
-async def resolve_session(db: Database, token: str) -> SessionAccount | None:
+async def resolve_session(
+    db: Database, settings: Settings, token: str, ip: str | None
+) -> SessionAccount | None:
+    """The live session of a cookie's token and its user; marks it seen (once a minute)."""
     session_id = token_id(token)
     if session_id is None:
         return None
+    live = liveness(settings)
     async with db.connection() as connection:
-        return await select_live_session_account(connection, session_id, utcnow())
+        return await select_live_session_account(
+            connection,
+            session_id,
+            live,
+            ip=clean_ip(ip),
+            touch_before=live.now - LAST_SEEN_RESOLUTION,
+        )
 
 
 async def revoke_session(db: Database, token: str) -> None:
@@ -99,4 +135,108 @@ async def revoke_session(db: Database, token: str) -> None:
     if session_id is None:
         return
     async with db.connection() as connection:
-        await update_session_revoked(connection, session_id, utcnow())
+        await update_session_revoked(connection, session_id, clock.utcnow())
+
+
+# --- fresh sign-in -------------------------------------------------------------------------
+
+
+def is_fresh(account: SessionAccount, settings: Settings) -> bool:
+    """Whether the password was proved on this session within AUTHAPP_FRESHNESS."""
+    return account.authenticated_at > clock.utcnow() - timedelta(seconds=settings.freshness)
+
+
+def reauth_required() -> APIError:
+    return APIError(
+        401, "REAUTH_REQUIRED", "Confirm your password to continue: this needs a fresh sign-in."
+    )
+
+
+async def reauthenticate(
+    db: Database, hashing: PasswordHashing, account: SessionAccount, password: str
+) -> None:
+    """Prove the password again on this session, which makes it fresh."""
+    await check_current_password(db, hashing, account, password, field="password")
+    async with db.connection() as connection:
+        await update_session_authenticated(connection, account.session_id, clock.utcnow())
+    log.info("user %s confirmed their password", account.user_id)
+
+
+# --- the user's view of their sessions -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: UUID
+    created_at: datetime
+    last_seen_at: datetime
+    ip: str | None
+    last_seen_ip: str | None
+    device: str
+    remember: bool
+    expires_at: datetime
+    current: bool
+
+
+@lru_cache(maxsize=1024)
+def device_name(user_agent: str | None) -> str:
+    """A readable device, such as "Firefox on Linux", from a User-Agent header."""
+    result = ua_parser.parse(user_agent or "")
+    browser = result.user_agent.family if result.user_agent else None
+    system = result.os.family if result.os and result.os.family != "Other" else None
+    if browser and browser != "Other":
+        return f"{browser} on {system}" if system else browser
+    return f"A browser on {system}" if system else "Unknown device"
+
+
+async def list_sessions(
+    db: Database, settings: Settings, user_id: UUID, current: UUID | None
+) -> list[SessionInfo]:
+    """The user's live sessions, the most recently seen first; `current` is this request's."""
+    async with db.connection() as connection:
+        rows = await select_live_sessions_of_user(connection, user_id, liveness(settings))
+    return [
+        SessionInfo(
+            id=row.public_id,
+            created_at=row.created_at,
+            last_seen_at=row.last_seen_at,
+            ip=row.ip,
+            last_seen_ip=row.last_seen_ip,
+            device=device_name(row.user_agent),
+            remember=row.remember,
+            expires_at=row.expires_at,
+            current=row.public_id == current,
+        )
+        for row in rows
+    ]
+
+
+async def revoke_session_of_user(
+    db: Database, settings: Settings, user_id: UUID, public_id: UUID
+) -> None:
+    """Revoke one of the user's live sessions by its public id; 404 when there is none."""
+    async with db.connection() as connection:
+        revoked = await update_session_revoked_by_public_id(
+            connection, user_id, public_id, liveness(settings)
+        )
+    if not revoked:
+        raise APIError(404, "SESSION_NOT_FOUND", "You have no live session with this id.")
+    log.info("user %s revoked a session", user_id)
+
+
+async def revoke_other_sessions(db: Database, settings: Settings, account: SessionAccount) -> int:
+    """Sign out everywhere else; return how many sessions that ended."""
+    async with db.connection() as connection:
+        revoked = await update_other_sessions_revoked(
+            connection, account.user_id, account.session_id, liveness(settings)
+        )
+    log.info("user %s revoked %d other sessions", account.user_id, revoked)
+    return revoked
+
+
+async def revoke_all_sessions(db: Database, user_id: UUID) -> int:
+    """Sign out everywhere, this session included; return how many sessions that ended."""
+    async with db.connection() as connection:
+        revoked = await update_sessions_revoked_of_user(connection, user_id, clock.utcnow())
+    log.info("user %s revoked all %d sessions", user_id, revoked)
+    return revoked

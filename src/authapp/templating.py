@@ -10,10 +10,10 @@ from .config import Settings
 from .csrf import csrf_token
 from .errors import APIError
 from .extensions import current_account
-from .models.sessions import SessionAccount
+from .models.users import Account
 
 
-async def nav_account() -> SessionAccount | None:
+async def nav_account() -> Account | None:
     """The signed-in account for the page header, looked up only by pages that show it.
 
     An outage must not break the error page that reports it, so it shows as signed out.

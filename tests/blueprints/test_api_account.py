@@ -119,7 +119,7 @@ async def test_both_need_a_session(client: Client, method: str, path: str) -> No
 async def test_the_spec_documents_both(client: Client) -> None:
     spec = await (await client.get("/openapi.json")).get_json()
     patch = spec["paths"]["/api/me"]["patch"]
-    assert patch["security"] == [{"sessionCookie": []}]
+    assert patch["security"] == [{"sessionCookie": []}, {"bearerToken": ["profile:write"]}]
     assert {"200", "400", "401", "429"} <= set(patch["responses"])
     change = spec["paths"]["/api/me/password"]["post"]
     assert {"204", "400", "401", "429"} <= set(change["responses"])

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
-from quart_auth import login_required, logout_user
+from quart_auth import logout_user
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import (
     document_response,
@@ -18,7 +18,7 @@ from quart_schema import (
     validate_response,
 )
 
-from .. import accounts, lifecycle
+from .. import accounts, lifecycle, sessions, tokens
 from ..errors import documents_errors
 from ..extensions import (
     EMAIL_CHANGE_LIMITS,
@@ -28,16 +28,19 @@ from ..extensions import (
     REGISTER_LIMITS,
     TOKEN_LIMITS,
     WRITE_LIMITS,
+    auth_required,
     mail_after_answer,
     public_base_url,
     sign_in,
     sign_out,
     signed_in_account,
+    signed_in_session,
     state,
 )
 from ..models.sessions import SessionAccount
-from ..models.users import User
-from ..schemas import DisplayName, Email, LoginEmail, NoContent, Password
+from ..models.users import Account, User
+from ..schemas import DisplayName, Email, LoginEmail, NoContent, Password, TokenName
+from ..tokens import Scope
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -54,7 +57,7 @@ class UserOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, user: User | SessionAccount) -> UserOut:
+    def of(cls, user: User | Account) -> UserOut:
         return cls(
             id=user.id if isinstance(user, User) else user.user_id,
             email=user.email,
@@ -149,13 +152,12 @@ async def logout() -> tuple[str, int]:
 
 
 @bp.get("/me")
-@login_required
+@auth_required("profile:read")
 @tag(["account"])
-@security_scheme(SESSION)
 @validate_response(UserOut, 200)
-@documents_errors(401)
+@documents_errors(401, 403)
 async def me() -> UserOut:
-    """The signed-in user. 401 `UNAUTHENTICATED` without a live session."""
+    """The signed-in user. 401 `UNAUTHENTICATED` without a live session or a valid token."""
     return UserOut.of(await signed_in_account())
 
 
@@ -268,12 +270,11 @@ class ProfileIn(BaseModel):
 
 @bp.patch("/me")
 @rate_limit(limits=WRITE_LIMITS)
-@login_required
+@auth_required("profile:write")
 @tag(["account"])
-@security_scheme(SESSION)
 @validate_request(ProfileIn)
 @validate_response(UserOut, 200)
-@documents_errors(400, 401, 429)
+@documents_errors(400, 401, 403, 429)
 async def update_me(data: ProfileIn) -> UserOut:
     """Change the display name."""
     account = await signed_in_account()
@@ -290,26 +291,26 @@ class PasswordChangeIn(BaseModel):
 
 @bp.post("/me/password")
 @rate_limit(limits=PASSWORD_CHANGE_LIMITS)
-@login_required
+@auth_required(fresh=True)
 @tag(["account"])
-@security_scheme(SESSION)
 @validate_request(PasswordChangeIn)
 @document_response(NoContent, 204)
-@documents_errors(400, 401, 429)
+@documents_errors(400, 401, 403, 429)
 async def change_password(data: PasswordChangeIn) -> tuple[str, int]:
     """Change the password, proving the current one.
 
     Every other session of the user is revoked, and so are password-reset links; this
     session stays, and the owner gets a notice by mail. 400 `WRONG_PASSWORD` when
     `current_password` is wrong, `VALIDATION_ERROR` when the new one breaks the policy. Tries
-    count against the account's sign-in limit (AUTHAPP_LOGIN_RATE_LIMIT_ACCOUNT).
+    count against the account's sign-in limit (AUTHAPP_LOGIN_RATE_LIMIT_ACCOUNT). Needs a
+    fresh sign-in: 401 `REAUTH_REQUIRED` (see `POST /api/auth/reauth`).
     """
     app_state = state()
     await lifecycle.change_password(
         app_state.db,
         app_state.hashing,
         app_state.settings,
-        await signed_in_account(),
+        await signed_in_session(),
         current_password=data.current_password,
         new_password=data.new_password,
     )
@@ -325,24 +326,24 @@ class EmailChangeIn(BaseModel):
 
 @bp.post("/me/email")
 @rate_limit(limits=EMAIL_CHANGE_LIMITS)
-@login_required
+@auth_required(fresh=True)
 @tag(["account"])
-@security_scheme(SESSION)
 @validate_request(EmailChangeIn)
 @validate_response(MessageOut, 202)
-@documents_errors(400, 401, 429)
+@documents_errors(400, 401, 403, 429)
 async def change_email(data: EmailChangeIn) -> tuple[MessageOut, int]:
     """Ask to move the account to a new address, proving the password.
 
     A link goes to the new address; the address changes only when it is followed
-    (`POST /api/auth/confirm-email`). 400 `WRONG_PASSWORD` or `VALIDATION_ERROR`.
+    (`POST /api/auth/confirm-email`). 400 `WRONG_PASSWORD` or `VALIDATION_ERROR`. Needs a
+    fresh sign-in: 401 `REAUTH_REQUIRED`.
     """
     app_state = state()
     await lifecycle.request_email_change(
         app_state.db,
         app_state.hashing,
         app_state.settings,
-        await signed_in_account(),
+        await signed_in_session(),
         password=data.password,
         new_email=data.new_email,
         base_url=public_base_url(),
@@ -358,20 +359,210 @@ class DeleteAccountIn(BaseModel):
 
 @bp.delete("/me")
 @rate_limit(limits=PASSWORD_CHANGE_LIMITS)
-@login_required
+@auth_required(fresh=True)
 @tag(["account"])
-@security_scheme(SESSION)
 @validate_request(DeleteAccountIn)
 @document_response(NoContent, 204)
-@documents_errors(400, 401, 429)
+@documents_errors(400, 401, 403, 429)
 async def delete_me(data: DeleteAccountIn) -> tuple[str, int]:
     """Delete the account and everything of it, proving the password; the session ends too.
 
-    400 `WRONG_PASSWORD`.
+    400 `WRONG_PASSWORD`. Needs a fresh sign-in: 401 `REAUTH_REQUIRED`.
     """
     app_state = state()
     await lifecycle.delete_account(
-        app_state.db, app_state.hashing, await signed_in_account(), password=data.password
+        app_state.db, app_state.hashing, await signed_in_session(), password=data.password
     )
     logout_user()
+    return "", 204
+
+
+# --- fresh sign-in, sessions and API tokens ------------------------------------------------
+
+
+class ReauthIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    password: Password
+
+
+@bp.post("/auth/reauth")
+@rate_limit(limits=PASSWORD_CHANGE_LIMITS)
+@auth_required()
+@tag(["auth"])
+@validate_request(ReauthIn)
+@document_response(NoContent, 204)
+@documents_errors(400, 401, 403, 429)
+async def reauth(data: ReauthIn) -> tuple[str, int]:
+    """Prove the password again, so this session may change the password or the address,
+    delete the account, create tokens or sign out everywhere for AUTHAPP_FRESHNESS seconds.
+
+    400 `WRONG_PASSWORD`; tries count against the account's sign-in limit.
+    """
+    app_state = state()
+    await sessions.reauthenticate(
+        app_state.db, app_state.hashing, await signed_in_session(), data.password
+    )
+    return "", 204
+
+
+class SessionOut(BaseModel):
+    """A live session: a public id (never its token), where and when it was seen."""
+
+    id: UUID
+    created_at: datetime
+    last_seen_at: datetime = Field(description="Kept to the minute.")
+    ip: str | None = Field(description="The address it signed in from.")
+    last_seen_ip: str | None
+    device: str = Field(examples=["Firefox on Linux"])
+    remember: bool
+    expires_at: datetime = Field(description="The absolute end; idling ends it sooner.")
+    current: bool = Field(description="Whether this request came with this session.")
+
+
+class SessionsOut(BaseModel):
+    sessions: list[SessionOut]
+
+
+@bp.get("/sessions")
+@auth_required("sessions:read")
+@tag(["sessions"])
+@validate_response(SessionsOut, 200)
+@documents_errors(401, 403)
+async def list_sessions() -> SessionsOut:
+    """The user's live sessions, the most recently seen first."""
+    account = await signed_in_account()
+    app_state = state()
+    current = account.session_public_id if isinstance(account, SessionAccount) else None
+    found = await sessions.list_sessions(app_state.db, app_state.settings, account.user_id, current)
+    return SessionsOut(sessions=[SessionOut.model_validate(item, from_attributes=True)
+                                 for item in found])  # fmt: skip
+
+
+@bp.delete("/sessions/<uuid:session_id>")
+@rate_limit(limits=WRITE_LIMITS)
+@auth_required("sessions:write")
+@tag(["sessions"])
+@document_response(NoContent, 204)
+@documents_errors(401, 403, 404, 429)
+async def revoke_session(session_id: UUID) -> tuple[str, int]:
+    """Revoke one session; its cookie stops working at once. Revoking the current session
+    signs this client out. 404 `SESSION_NOT_FOUND` for an id that is not a live session of yours.
+    """
+    account = await signed_in_account()
+    app_state = state()
+    await sessions.revoke_session_of_user(
+        app_state.db, app_state.settings, account.user_id, session_id
+    )
+    if isinstance(account, SessionAccount) and account.session_public_id == session_id:
+        logout_user()
+    return "", 204
+
+
+class RevokedOut(BaseModel):
+    revoked: int = Field(description="How many live sessions ended.")
+
+
+@bp.post("/sessions/revoke-others")
+@rate_limit(limits=WRITE_LIMITS)
+@auth_required(fresh=True)
+@tag(["sessions"])
+@validate_response(RevokedOut, 200)
+@documents_errors(401, 403, 429)
+async def revoke_other_sessions() -> RevokedOut:
+    """Sign out everywhere else: every session but this one. Needs a fresh sign-in."""
+    app_state = state()
+    revoked = await sessions.revoke_other_sessions(
+        app_state.db, app_state.settings, await signed_in_session()
+    )
+    return RevokedOut(revoked=revoked)
+
+
+@bp.post("/sessions/revoke-all")
+@rate_limit(limits=WRITE_LIMITS)
+@auth_required(fresh=True)
+@tag(["sessions"])
+@validate_response(RevokedOut, 200)
+@documents_errors(401, 403, 429)
+async def revoke_all_sessions() -> RevokedOut:
+    """Sign out everywhere, this client included (the cookie is cleared). Needs a fresh
+    sign-in. API tokens are not sessions: revoke them with `DELETE /api/tokens/{id}`."""
+    account = await signed_in_session()
+    revoked = await sessions.revoke_all_sessions(state().db, account.user_id)
+    logout_user()
+    return RevokedOut(revoked=revoked)
+
+
+class TokenCreateIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    name: TokenName
+    scopes: list[Scope] = Field(min_length=1, max_length=len(tokens.SCOPES))
+    expires_in_days: int | None = Field(
+        default=None,
+        description="1 to AUTHAPP_TOKEN_MAX_LIFETIME_DAYS (365); "
+        "AUTHAPP_TOKEN_LIFETIME_DAYS (30) when left out.",
+    )
+
+
+class TokenOut(BaseModel):
+    """An API token as listed: never the token itself."""
+
+    id: UUID
+    name: str
+    scopes: list[Scope]
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="Kept to the minute.")
+    expires_at: datetime
+
+
+class TokenCreatedOut(TokenOut):
+    token: str = Field(description="Shown this once; send it as `Authorization: Bearer <token>`.")
+
+
+class TokensOut(BaseModel):
+    tokens: list[TokenOut]
+
+
+@bp.post("/tokens")
+@rate_limit(limits=WRITE_LIMITS)
+@auth_required(fresh=True)
+@tag(["tokens"])
+@validate_request(TokenCreateIn)
+@validate_response(TokenCreatedOut, 201)
+@documents_errors(400, 401, 403, 409, 429)
+async def create_token(data: TokenCreateIn) -> tuple[TokenCreatedOut, int]:
+    """Create a personal API token for scripts and other programs; the answer holds the token,
+    which is never shown again. Needs a fresh sign-in. 409 `TOKEN_NAME_TAKEN` or
+    `TOO_MANY_TOKENS` (50 at most)."""
+    app_state = state()
+    created, token = await tokens.create_api_token(
+        app_state.db, app_state.settings, await signed_in_session(),
+        name=data.name, scopes=data.scopes, expires_in_days=data.expires_in_days,
+    )  # fmt: skip
+    listed = TokenOut.model_validate(created, from_attributes=True)
+    return TokenCreatedOut(**listed.model_dump(), token=token), 201
+
+
+@bp.get("/tokens")
+@auth_required()
+@tag(["tokens"])
+@validate_response(TokensOut, 200)
+@documents_errors(401, 403)
+async def list_tokens() -> TokensOut:
+    """Your live API tokens, the newest first (never the tokens themselves)."""
+    found = await tokens.list_api_tokens(state().db, await signed_in_session())
+    return TokensOut(tokens=[TokenOut.model_validate(item, from_attributes=True)
+                             for item in found])  # fmt: skip
+
+
+@bp.delete("/tokens/<uuid:token_id>")
+@rate_limit(limits=WRITE_LIMITS)
+@auth_required()
+@tag(["tokens"])
+@document_response(NoContent, 204)
+@documents_errors(401, 403, 404, 429)
+async def revoke_token(token_id: UUID) -> tuple[str, int]:
+    """Revoke a token: it stops working at once. 404 `TOKEN_NOT_FOUND`."""
+    await tokens.revoke_api_token(state().db, await signed_in_session(), token_id)
     return "", 204

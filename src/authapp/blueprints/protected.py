@@ -18,7 +18,7 @@ from ..extensions import (
     PASSWORD_CHANGE_LIMITS,
     WRITE_LIMITS,
     public_base_url,
-    signed_in_account,
+    signed_in_session,
     state,
 )
 from ..pages import mismatch, render_form
@@ -53,7 +53,7 @@ async def invalid_form(error: RequestSchemaValidationError) -> ResponseReturnVal
 @login_required
 @hide
 async def dashboard() -> ResponseReturnValue:
-    return await render_template("protected/dashboard.html", account=await signed_in_account())
+    return await render_template("protected/dashboard.html", account=await signed_in_session())
 
 
 @bp.get("/protected")
@@ -61,13 +61,13 @@ async def dashboard() -> ResponseReturnValue:
 @login_required
 @hide
 async def protected() -> ResponseReturnValue:
-    return await render_template("protected/protected.html", account=await signed_in_account())
+    return await render_template("protected/protected.html", account=await signed_in_session())
 
 
 async def _account_page(
     *, status: int = 200, errors: list[ErrorDetail] | None = None
 ) -> ResponseReturnValue:
-    account = await signed_in_account()
+    account = await signed_in_session()
     return await render_form(
         "protected/account.html", status=status, errors=errors, account=account
     )
@@ -93,7 +93,7 @@ class ProfileForm(BaseModel):
 @hide
 @validate_request(ProfileForm, source=DataSource.FORM)
 async def update_profile(data: ProfileForm) -> ResponseReturnValue:
-    await accounts.change_display_name(state().db, await signed_in_account(), data.display_name)
+    await accounts.change_display_name(state().db, await signed_in_session(), data.display_name)
     await flash("Your display name is saved.", "success")
     return redirect("/account")
 
@@ -120,7 +120,7 @@ async def change_password(data: PasswordForm) -> ResponseReturnValue:
             app_state.db,
             app_state.hashing,
             app_state.settings,
-            await signed_in_account(),
+            await signed_in_session(),
             current_password=data.current_password,
             new_password=data.new_password,
         )
@@ -148,7 +148,7 @@ def _as_field(errors: list[ErrorDetail] | None, field: str) -> list[ErrorDetail]
 @login_required
 @hide
 async def resend_verification() -> ResponseReturnValue:
-    account = await signed_in_account()
+    account = await signed_in_session()
     if account.email_verified_at is None:
         app_state = state()
         await lifecycle.resend_verification(
@@ -174,7 +174,7 @@ async def change_email(data: EmailChangeForm) -> ResponseReturnValue:
     app_state = state()
     try:
         await lifecycle.request_email_change(
-            app_state.db, app_state.hashing, app_state.settings, await signed_in_account(),
+            app_state.db, app_state.hashing, app_state.settings, await signed_in_session(),
             password=data.email_password, new_email=data.new_email, base_url=public_base_url(),
         )  # fmt: skip
     except APIError as error:
@@ -202,7 +202,7 @@ async def delete_account(data: DeleteAccountForm) -> ResponseReturnValue:
     app_state = state()
     try:
         await lifecycle.delete_account(
-            app_state.db, app_state.hashing, await signed_in_account(),
+            app_state.db, app_state.hashing, await signed_in_session(),
             password=data.delete_password,
         )  # fmt: skip
     except APIError as error:

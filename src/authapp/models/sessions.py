@@ -2,46 +2,103 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from quart_db import Connection
 
+from .users import ACCOUNT_COLUMNS, Account
+
 
 @dataclass(frozen=True)
-class SessionAccount:
-    """A live session joined with its active user: what one authenticated request needs."""
+class Liveness:
+    """What makes a session live at `now`: unrevoked, unexpired, and seen since its idle cutoff
+    (browser sessions and remembered ones idle out at different times)."""
+
+    now: datetime
+    session_seen_after: datetime
+    remember_seen_after: datetime
+
+    def values(self, **more: Any) -> dict[str, Any]:
+        return {**asdict(self), **more}
+
+
+_LIVE = """s.revoked_at IS NULL AND s.expires_at > :now
+           AND s.last_seen_at > CASE WHEN s.remember
+                                     THEN CAST(:remember_seen_after AS timestamptz)
+                                     ELSE CAST(:session_seen_after AS timestamptz) END"""
+
+
+@dataclass(frozen=True)
+class SessionAccount(Account):
+    """A live session and its active user: what one request signed in by cookie needs."""
 
     session_id: bytes
+    session_public_id: UUID
     session_created_at: datetime
     expires_at: datetime
     remember: bool
-    user_id: UUID
-    email: str
-    display_name: str
-    email_verified_at: datetime | None
+    authenticated_at: datetime
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """A live session as its owner sees it in the list (never its token or its hash)."""
+
+    public_id: UUID
     created_at: datetime
-    last_login_at: datetime | None
-    previous_login_at: datetime | None
-    previous_login_ip: str | None
+    last_seen_at: datetime
+    ip: str | None
+    last_seen_ip: str | None
+    user_agent: str | None
+    remember: bool
+    expires_at: datetime
 
 
 async def select_live_session_account(
-    db: Connection, session_id: bytes, now: datetime
+    db: Connection, session_id: bytes, live: Liveness, *, ip: str | None, touch_before: datetime
 ) -> SessionAccount | None:
-    """One query per authenticated request: the session, unexpired and unrevoked, and its user."""
+    """One statement per authenticated request: the live session and its user, and, when the
+    session was last marked seen before `touch_before`, a new mark (so at most one write a
+    minute, not one a request)."""
     row = await db.fetch_first(
-        """SELECT s.id AS session_id, s.created_at AS session_created_at, s.expires_at,
-                  s.remember, u.id AS user_id, u.email, u.display_name, u.email_verified_at,
-                  u.created_at, u.last_login_at, u.previous_login_at,
-                  host(u.previous_login_ip) AS previous_login_ip
-             FROM sessions s
-             JOIN users u ON u.id = s.user_id
-            WHERE s.id = :id AND s.revoked_at IS NULL AND s.expires_at > :now AND u.is_active""",
-        {"id": session_id, "now": now},
+        f"""WITH live AS (
+                SELECT s.id AS session_id, s.public_id AS session_public_id,
+                       s.created_at AS session_created_at, s.expires_at, s.remember,
+                       s.authenticated_at, s.last_seen_at, {ACCOUNT_COLUMNS}
+                  FROM sessions s
+                  JOIN users u ON u.id = s.user_id
+                 WHERE s.id = :id AND u.is_active AND {_LIVE}
+            ), touched AS (
+                UPDATE sessions
+                   SET last_seen_at = :now, last_seen_ip = CAST(:ip AS inet)
+                 WHERE id = (SELECT session_id FROM live) AND last_seen_at < :touch_before
+            )
+            SELECT * FROM live""",  # noqa: S608 (fixed fragments, values are bound)
+        live.values(id=session_id, ip=ip, touch_before=touch_before),
     )
-    return None if row is None else SessionAccount(**row)
+    if row is None:
+        return None
+    values = dict(row)
+    del values["last_seen_at"]  # only for the liveness test
+    return SessionAccount(**values)
+
+
+async def select_live_sessions_of_user(
+    db: Connection, user_id: UUID, live: Liveness
+) -> list[SessionRow]:
+    rows = await db.fetch_all(
+        f"""SELECT s.public_id, s.created_at, s.last_seen_at, host(s.ip) AS ip,
+                   host(coalesce(s.last_seen_ip, s.ip)) AS last_seen_ip, s.user_agent,
+                   s.remember, s.expires_at
+              FROM sessions s
+             WHERE s.user_id = :user_id AND {_LIVE}
+          ORDER BY s.last_seen_at DESC, s.created_at DESC""",  # noqa: S608
+        live.values(user_id=user_id),
+    )
+    return [SessionRow(**row) for row in rows]
 
 
 async def insert_session(
@@ -56,10 +113,10 @@ async def insert_session(
     user_agent: str | None,
 ) -> None:
     await db.execute(
-        """INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, remember,
-                                 ip, user_agent)
-                VALUES (:id, :user_id, :now, :now, :expires_at, :remember,
-                        CAST(:ip AS inet), :user_agent)""",
+        """INSERT INTO sessions (id, user_id, created_at, last_seen_at, authenticated_at,
+                                 expires_at, remember, ip, last_seen_ip, user_agent)
+                VALUES (:id, :user_id, :now, :now, :now, :expires_at, :remember,
+                        CAST(:ip AS inet), CAST(:ip AS inet), :user_agent)""",
         {
             "id": session_id,
             "user_id": user_id,
@@ -72,6 +129,13 @@ async def insert_session(
     )
 
 
+async def update_session_authenticated(db: Connection, session_id: bytes, now: datetime) -> None:
+    await db.execute(
+        "UPDATE sessions SET authenticated_at = :now WHERE id = :id AND revoked_at IS NULL",
+        {"id": session_id, "now": now},
+    )
+
+
 async def update_session_revoked(db: Connection, session_id: bytes, now: datetime) -> None:
     await db.execute(
         "UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL",
@@ -79,33 +143,50 @@ async def update_session_revoked(db: Connection, session_id: bytes, now: datetim
     )
 
 
-async def delete_dead_sessions_of_user(db: Connection, user_id: UUID, now: datetime) -> None:
-    """Expired and revoked sessions serve nobody; dropping them keeps each user's rows few."""
+async def update_session_revoked_by_public_id(
+    db: Connection, user_id: UUID, public_id: UUID, live: Liveness
+) -> bool:
+    """Revoke one live session of the user; False when they have no such session."""
+    revoked = await db.fetch_val(
+        f"""UPDATE sessions s SET revoked_at = :now
+             WHERE s.public_id = :public_id AND s.user_id = :user_id AND {_LIVE}
+         RETURNING true""",  # noqa: S608
+        live.values(user_id=user_id, public_id=public_id),
+    )
+    return bool(revoked)
+
+
+async def delete_dead_sessions_of_user(db: Connection, user_id: UUID, live: Liveness) -> None:
+    """Expired, idle and revoked sessions serve nobody; dropping them keeps each user's rows few."""
     await db.execute(
-        """DELETE FROM sessions
-            WHERE user_id = :user_id AND (expires_at <= :now OR revoked_at IS NOT NULL)""",
-        {"user_id": user_id, "now": now},
+        f"DELETE FROM sessions s WHERE s.user_id = :user_id AND NOT ({_LIVE})",  # noqa: S608
+        live.values(user_id=user_id),
     )
 
 
 async def update_other_sessions_revoked(
-    db: Connection, user_id: UUID, keep_id: bytes, now: datetime
+    db: Connection, user_id: UUID, keep_id: bytes, live: Liveness
 ) -> int:
     """Revoke every live session of a user but one; return how many there were."""
     revoked = await db.fetch_val(
-        """WITH revoked AS (
-               UPDATE sessions SET revoked_at = :now
-                WHERE user_id = :user_id AND id <> :keep_id
-                  AND revoked_at IS NULL AND expires_at > :now
+        f"""WITH revoked AS (
+               UPDATE sessions s SET revoked_at = :now
+                WHERE s.user_id = :user_id AND s.id <> :keep_id AND {_LIVE}
             RETURNING 1)
-           SELECT count(*) FROM revoked""",
-        {"user_id": user_id, "keep_id": keep_id, "now": now},
+           SELECT count(*) FROM revoked""",  # noqa: S608
+        live.values(user_id=user_id, keep_id=keep_id),
     )
     return int(revoked or 0)
 
 
-async def update_sessions_revoked_of_user(db: Connection, user_id: UUID, now: datetime) -> None:
-    await db.execute(
-        "UPDATE sessions SET revoked_at = :now WHERE user_id = :user_id AND revoked_at IS NULL",
+async def update_sessions_revoked_of_user(db: Connection, user_id: UUID, now: datetime) -> int:
+    """Revoke every session of a user; return how many were not revoked before."""
+    revoked = await db.fetch_val(
+        """WITH revoked AS (
+               UPDATE sessions SET revoked_at = :now
+                WHERE user_id = :user_id AND revoked_at IS NULL
+            RETURNING 1)
+           SELECT count(*) FROM revoked""",
         {"user_id": user_id, "now": now},
     )
+    return int(revoked or 0)

@@ -26,6 +26,26 @@ class User:
     last_login_at: datetime | None
 
 
+@dataclass(frozen=True)
+class Account:
+    """The user as an authenticated request sees them (by a session or an API token)."""
+
+    user_id: UUID
+    email: str
+    display_name: str
+    email_verified_at: datetime | None
+    created_at: datetime
+    last_login_at: datetime | None
+    previous_login_at: datetime | None
+    previous_login_ip: str | None
+
+
+# The columns of Account, for queries that join users as `u` to the credential they resolve.
+ACCOUNT_COLUMNS = """u.id AS user_id, u.email, u.display_name, u.email_verified_at,
+                     u.created_at, u.last_login_at, u.previous_login_at,
+                     host(u.previous_login_ip) AS previous_login_ip"""
+
+
 async def select_user_by_email(db: Connection, email: str) -> User | None:
     row = await db.fetch_first(
         f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower(:email)",  # noqa: S608
