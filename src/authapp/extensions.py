@@ -160,6 +160,17 @@ def insufficient_scope(scope: Scope | None) -> APIError:
     return APIError(403, "INSUFFICIENT_SCOPE", message)
 
 
+@dataclass(frozen=True)
+class Guard:
+    """What auth_required asks of a route's caller (kept on the view for tests that walk)."""
+
+    scope: Scope | None
+    fresh: bool
+
+
+GUARD_ATTRIBUTE = "_authapp_guard"
+
+
 def auth_required(
     scope: Scope | None = None, *, fresh: bool = False
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
@@ -194,6 +205,7 @@ def auth_required(
             return await func(*args, **kwargs)
 
         setattr(guarded, QUART_SCHEMA_SECURITY_ATTRIBUTE, security)
+        setattr(guarded, GUARD_ATTRIBUTE, Guard(scope, fresh))
         return guarded
 
     return decorator
