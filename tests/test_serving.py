@@ -59,6 +59,18 @@ def test_hypercorn_serves_the_whole_session_over_http(app: Quart, server: tuple[
         assert me.status_code == 200
         assert me.json()["email"] == "real@example.com"
 
+        # The README's token example: a program with no cookie, only the bearer token.
+        created = http.post(
+            "/api/tokens",
+            json={"name": "nightly report", "scopes": ["profile:read"], "expires_in_days": 30},
+            headers={"Cookie": cookie},
+        )
+        assert created.status_code == 201
+        bearer = {"Authorization": f"Bearer {created.json()['token']}"}
+        with httpx.Client(base_url=base, timeout=30) as program:
+            assert program.get("/api/me", headers=bearer).json()["email"] == "real@example.com"
+            assert program.get("/api/sessions", headers=bearer).status_code == 403
+
         logout = http.post("/api/auth/logout", headers={"Cookie": cookie})
         assert logout.status_code == 204
         assert "max-age=0" in cookie_attributes(logout, name)[1]
