@@ -69,11 +69,20 @@ def state() -> AppState:
     return cast(AppState, current_app.extensions["authapp"])
 
 
-class SessionUser(AuthUser):
-    """quart-auth's user: the cookie's token, resolved to a live session on first use.
+class AccountUser(AuthUser):
+    """quart-auth's user, resolved on first use to the account behind its credential."""
 
-    The lookup is one query (session and user together), so a revoked, expired or idle
-    session or a deactivated user is refused on the very next request.
+    async def account(self) -> SessionAccount | TokenAccount | None:
+        raise NotImplementedError
+
+    @property
+    async def is_authenticated(self) -> bool:
+        return await self.account() is not None
+
+
+class SessionUser(AccountUser):
+    """The cookie's token, resolved to a live session and its user in one query, so a
+    revoked, expired or idle session or a deactivated user is refused on the very next request.
     """
 
     def __init__(
@@ -86,7 +95,7 @@ class SessionUser(AuthUser):
         self._account = account
         self._resolved = account is not None
 
-    async def account(self) -> SessionAccount | TokenAccount | None:
+    async def account(self) -> SessionAccount | None:
         if not self._resolved:
             self._resolved = True
             if self.auth_id is not None:
@@ -96,12 +105,8 @@ class SessionUser(AuthUser):
                 )
         return self._account
 
-    @property
-    async def is_authenticated(self) -> bool:
-        return await self.account() is not None
 
-
-class TokenUser(SessionUser):
+class TokenUser(AccountUser):
     """An API request's bearer token, resolved to its live token and user on first use.
 
     It has no auth_id, so quart-auth never writes or clears a cookie for it.
@@ -110,14 +115,14 @@ class TokenUser(SessionUser):
     def __init__(self, token: str) -> None:
         super().__init__(None)
         self._token = token
-        self._token_account: TokenAccount | None = None
-        self._token_resolved = False
+        self._account: TokenAccount | None = None
+        self._resolved = False
 
     async def account(self) -> TokenAccount | None:
-        if not self._token_resolved:
-            self._token_resolved = True
-            self._token_account = await resolve_api_token(state().db, self._token)
-        return self._token_account
+        if not self._resolved:
+            self._resolved = True
+            self._account = await resolve_api_token(state().db, self._token)
+        return self._account
 
 
 class AuthappAuth(QuartAuth):
@@ -133,7 +138,7 @@ class AuthappAuth(QuartAuth):
 
 
 async def current_account() -> SessionAccount | TokenAccount | None:
-    return await cast(SessionUser, current_user).account()
+    return await cast(AccountUser, current_user).account()
 
 
 async def signed_in_account() -> SessionAccount | TokenAccount:
