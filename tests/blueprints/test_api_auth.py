@@ -326,3 +326,13 @@ async def test_old_cookies_survive_a_key_rotation(
         assert still.status_code == 200
         gone = await forgotten.test_client().get("/api/me", headers={"Cookie": cookie})
         assert gone.status_code == 401
+        # What the rotated app signs now, it signs with the new key alone.
+        fresh = session_cookie(
+            await rotated.test_client().post(
+                "/api/auth/login", json={"email": "alice@example.com", "password": PASSWORD}
+            )
+        ).split(";")[0]
+        assert (
+            await forgotten.test_client().get("/api/me", headers={"Cookie": fresh})
+        ).status_code == 200
+    assert (await app.test_client().get("/api/me", headers={"Cookie": fresh})).status_code == 401
