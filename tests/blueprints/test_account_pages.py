@@ -11,22 +11,19 @@ from quart.typing import TestClientProtocol as Client
 
 from authapp.models.users import User
 from tests.conftest import PASSWORD, execute, fetch_val, session_cookie
-from tests.forms import HTML, csrf_from, field_error, flashes, form_login, page_text, post_form
+from tests.forms import (
+    HTML,
+    csrf_from,
+    field_error,
+    flashes,
+    form_login,
+    page_text,
+    post_form,
+    sign_in_from,
+)
 
 MakeUser = Callable[..., Awaitable[User]]
 NEW_PASSWORD = "a brand new passphrase 2026"
-
-
-async def sign_in_from(app: Quart, address: str) -> Client:
-    """A browser at `address` that signs in with the form."""
-    client = app.test_client()
-    scope = {"client": (address, 40000)}
-    page = await client.get("/auth/login", headers=HTML, scope_base=scope)
-    token = (await page_text(page)).split('name="csrf_token" value="')[1].split('"')[0]
-    form = {"email": "alice@example.com", "password": PASSWORD, "csrf_token": token}
-    response = await client.post("/auth/login", form=form, headers=HTML, scope_base=scope)
-    assert response.status_code == 302
-    return client
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The sign-in pages: login, registration, logout, verification and password reset, behind CSRF."""
+"""The sign-in pages: login, registration, logout, verification, password reset and confirming
+the password again, behind CSRF."""
 
 from __future__ import annotations
 
@@ -13,28 +14,38 @@ from quart import (
     render_template,
     request,
 )
-from quart_auth import current_user, logout_user
+from quart_auth import Unauthorized, current_user, logout_user
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import DataSource, RequestSchemaValidationError, hide, validate_request
 
-from .. import lifecycle
+from .. import lifecycle, sessions
 from ..csrf import check_csrf
-from ..errors import APIError, ErrorDetail, details_from
+from ..errors import (
+    APIError,
+    ErrorDetail,
+    details_from,
+    handle_http_exception,
+    wait_text,
+    wants_json,
+)
 from ..extensions import (
     LOGIN_LIMITS,
     MAIL_LIMITS,
+    PASSWORD_CHANGE_LIMITS,
     REGISTER_LIMITS,
     TOKEN_LIMITS,
+    auth_required,
     mail_after_answer,
     public_base_url,
     sign_in,
     sign_out,
+    signed_in_session,
     start_client_session,
     state,
 )
-from ..pages import mismatch, render_form
+from ..pages import mismatch, render_form, send_to_sign_in
 from ..passwords import MAX_PASSWORD_LENGTH
-from ..redirects import safe_next
+from ..redirects import DEFAULT_NEXT, safe_next
 from ..schemas import DisplayName, Email, LoginEmail, Password
 from .api import CHECK_INBOX, SENT_IF_KNOWN
 
@@ -48,7 +59,16 @@ _TEMPLATES = {
     "auth.forgot_password": "auth/forgot_password.html",
     "auth.resend_verification": "auth/resend_verification.html",
     "auth.reset_password": "auth/reset_password.html",
+    "auth.reauth": "auth/reauth.html",
 }
+# Where a form leads when it carries no safe `next`.
+_NEXT_DEFAULTS = {"/auth/reauth": "/account"}
+
+
+async def _next_url() -> str:
+    form = await request.form if request.method == "POST" else {}
+    default = _NEXT_DEFAULTS.get(request.path, DEFAULT_NEXT)
+    return safe_next(form.get("next") or request.args.get("next"), default)
 
 
 async def _form_page(
@@ -59,17 +79,23 @@ async def _form_page(
     message: str | None = None,
     **context: Any,
 ) -> ResponseReturnValue:
-    form = await request.form if request.method == "POST" else {}
-    next_url = safe_next(form.get("next") or request.args.get("next"))
     return await render_form(
-        _TEMPLATES[endpoint], status=status, errors=errors, message=message, next=next_url,
-        **context,
+        _TEMPLATES[endpoint], status=status, errors=errors, message=message,
+        next=await _next_url(), **context,
     )  # fmt: skip
 
 
 async def _message_page(title: str, text: str, *, status: int = 200) -> ResponseReturnValue:
     """A page that tells a person what happened and what comes next."""
     return await render_template("auth/message.html", title=title, text=text), status
+
+
+@bp.errorhandler(Unauthorized)
+async def sign_in_first(error: Unauthorized) -> ResponseReturnValue:
+    """Confirming the password needs a session: without one, signing in does as much."""
+    if wants_json():
+        return await handle_http_exception(error)
+    return await send_to_sign_in(await _next_url())
 
 
 @bp.errorhandler(RequestSchemaValidationError)
@@ -289,3 +315,37 @@ async def confirm_email(token: str) -> ResponseReturnValue:
     new_email = await lifecycle.confirm_email_change(state().db, token)
     await flash(f"Your email address is now {new_email}.", "success")
     return redirect("/account")
+
+
+class ReauthForm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    password: Password
+
+
+@bp.get("/reauth")
+@rate_exempt
+@auth_required()
+@hide
+async def reauth_page() -> ResponseReturnValue:
+    return await _form_page("auth.reauth")
+
+
+@bp.post("/reauth")
+@rate_limit(limits=PASSWORD_CHANGE_LIMITS)
+@auth_required()
+@hide
+@validate_request(ReauthForm, source=DataSource.FORM)
+async def reauth(data: ReauthForm) -> ResponseReturnValue:
+    app_state = state()
+    try:
+        await sessions.reauthenticate(
+            app_state.db, app_state.hashing, await signed_in_session(), data.password
+        )
+    except APIError as error:
+        if error.code != "WRONG_PASSWORD":
+            raise
+        return await _form_page("auth.reauth", status=400, errors=error.details)
+    window = wait_text(app_state.settings.freshness)
+    await flash(f"Thank you. For {window} you can change what needs your password.", "success")
+    return redirect(await _next_url())

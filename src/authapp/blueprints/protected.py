@@ -1,32 +1,48 @@
-"""Pages behind sign-in: the dashboard, the account page and its forms, the protected page."""
+"""Pages behind sign-in: the dashboard, the account page and its forms (sessions among
+them), the API tokens page, the protected page."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from typing import Any
+from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart import Blueprint, ResponseReturnValue, flash, redirect, render_template, request
-from quart_auth import Unauthorized, current_user, login_required, logout_user
+from quart_auth import Unauthorized, login_required, logout_user
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import DataSource, RequestSchemaValidationError, hide, validate_request
+from werkzeug.datastructures import MultiDict
 
-from .. import accounts, lifecycle
+from .. import accounts, lifecycle, sessions, tokens
 from ..csrf import check_csrf
-from ..errors import APIError, ErrorDetail, details_from, handle_http_exception, wants_json
+from ..errors import (
+    APIError,
+    ErrorDetail,
+    details_from,
+    handle_api_error,
+    handle_http_exception,
+    wants_json,
+)
 from ..extensions import (
     EMAIL_CHANGE_LIMITS,
     PASSWORD_CHANGE_LIMITS,
     WRITE_LIMITS,
+    auth_required,
     public_base_url,
     signed_in_session,
     state,
 )
-from ..pages import mismatch, render_form
+from ..models.api_tokens import ApiToken
+from ..pages import mismatch, render_form, send_to_reauth, send_to_sign_in
 from ..passwords import MAX_PASSWORD_LENGTH
-from ..schemas import DisplayName, Email, Password
+from ..schemas import DisplayName, Email, Password, TokenName
+from ..tokens import SCOPE_DESCRIPTIONS, Scope
 
 bp = Blueprint("protected", __name__)
 bp.before_request(check_csrf)
+
+ACCOUNT_PAGE = "/account"
+TOKENS_PAGE = "/account/tokens"
 
 
 @bp.errorhandler(Unauthorized)
@@ -35,17 +51,26 @@ async def sign_in_first(error: Unauthorized) -> ResponseReturnValue:
     if wants_json():
         return await handle_http_exception(error)
     target = request.full_path.rstrip("?") if request.query_string else request.path
-    if current_user.auth_id is not None:  # a cookie whose session expired or was revoked
-        logout_user()
-        await flash("Your session has ended. Please sign in again.", "error")
-    elif target != "/":  # the front door needs no explanation; a deep link does
-        await flash("Please sign in to see that page.", "info")
-    return redirect("/auth/login?" + urlencode({"next": target}, safe="/"))
+    # The front door needs no explanation; a deep link does.
+    return await send_to_sign_in(target, explain=target != "/")
+
+
+@bp.errorhandler(APIError)
+async def confirm_password_first(error: APIError) -> ResponseReturnValue:
+    """A form that needs a fresh sign-in sends the browser to confirm the password and back
+    to the page the form is on; every other error is the app's to answer."""
+    if error.code != "REAUTH_REQUIRED" or wants_json():
+        return await handle_api_error(error)
+    form_page = TOKENS_PAGE if request.path.startswith(TOKENS_PAGE) else ACCOUNT_PAGE
+    return await send_to_reauth(form_page)
 
 
 @bp.errorhandler(RequestSchemaValidationError)
 async def invalid_form(error: RequestSchemaValidationError) -> ResponseReturnValue:
-    return await _account_page(status=400, errors=details_from(error.validation_error))
+    details = details_from(error.validation_error)
+    if request.endpoint == "protected.create_token":
+        return await _tokens_page(status=400, errors=details)
+    return await _account_page(status=400, errors=details)
 
 
 @bp.get("/")
@@ -64,12 +89,27 @@ async def protected() -> ResponseReturnValue:
     return await render_template("protected/protected.html", account=await signed_in_session())
 
 
+async def _settings_page(
+    template: str, *, status: int, errors: list[ErrorDetail] | None, **context: Any
+) -> ResponseReturnValue:
+    """A page of the signed-in account, whose sensitive forms show only on a fresh session."""
+    account = await signed_in_session()
+    fresh = sessions.is_fresh(account, state().settings)
+    return await render_form(
+        template, status=status, errors=errors, account=account, fresh=fresh, **context
+    )
+
+
 async def _account_page(
     *, status: int = 200, errors: list[ErrorDetail] | None = None
 ) -> ResponseReturnValue:
     account = await signed_in_session()
-    return await render_form(
-        "protected/account.html", status=status, errors=errors, account=account
+    app_state = state()
+    signed_in = await sessions.list_sessions(
+        app_state.db, app_state.settings, account.user_id, account.session_public_id
+    )
+    return await _settings_page(
+        "protected/account.html", status=status, errors=errors, sessions=signed_in
     )
 
 
@@ -95,7 +135,7 @@ class ProfileForm(BaseModel):
 async def update_profile(data: ProfileForm) -> ResponseReturnValue:
     await accounts.change_display_name(state().db, await signed_in_session(), data.display_name)
     await flash("Your display name is saved.", "success")
-    return redirect("/account")
+    return redirect(ACCOUNT_PAGE)
 
 
 class PasswordForm(BaseModel):
@@ -108,7 +148,7 @@ class PasswordForm(BaseModel):
 
 @bp.post("/account/password")
 @rate_limit(limits=PASSWORD_CHANGE_LIMITS)
-@login_required
+@auth_required(fresh=True)
 @hide
 @validate_request(PasswordForm, source=DataSource.FORM)
 async def change_password(data: PasswordForm) -> ResponseReturnValue:
@@ -130,9 +170,15 @@ async def change_password(data: PasswordForm) -> ResponseReturnValue:
         return await _account_page(status=400, errors=error.details)
     message = "Your password is changed."
     if revoked:
-        message += f" {revoked} other session{'s were' if revoked != 1 else ' was'} signed out."
+        message += f" {_signed_out(revoked)}"
     await flash(message, "success")
-    return redirect("/account")
+    return redirect(ACCOUNT_PAGE)
+
+
+def _signed_out(count: int) -> str:
+    if count == 0:
+        return "You were signed in nowhere else."
+    return f"{count} other session{'s were' if count != 1 else ' was'} signed out."
 
 
 def _as_field(errors: list[ErrorDetail] | None, field: str) -> list[ErrorDetail] | None:
@@ -155,7 +201,7 @@ async def resend_verification() -> ResponseReturnValue:
             app_state.db, app_state.settings, account.email, public_base_url()
         )
         await flash(f"We sent a new link to {account.email}.", "success")
-    return redirect("/account")
+    return redirect(ACCOUNT_PAGE)
 
 
 class EmailChangeForm(BaseModel):
@@ -167,7 +213,7 @@ class EmailChangeForm(BaseModel):
 
 @bp.post("/account/email")
 @rate_limit(limits=EMAIL_CHANGE_LIMITS)
-@login_required
+@auth_required(fresh=True)
 @hide
 @validate_request(EmailChangeForm, source=DataSource.FORM)
 async def change_email(data: EmailChangeForm) -> ResponseReturnValue:
@@ -184,7 +230,7 @@ async def change_email(data: EmailChangeForm) -> ResponseReturnValue:
     await flash(
         f"We sent a link to {data.new_email}. Your address changes when you follow it.", "success"
     )
-    return redirect("/account")
+    return redirect(ACCOUNT_PAGE)
 
 
 class DeleteAccountForm(BaseModel):
@@ -195,7 +241,7 @@ class DeleteAccountForm(BaseModel):
 
 @bp.post("/account/delete")
 @rate_limit(limits=PASSWORD_CHANGE_LIMITS)
-@login_required
+@auth_required(fresh=True)
 @hide
 @validate_request(DeleteAccountForm, source=DataSource.FORM)
 async def delete_account(data: DeleteAccountForm) -> ResponseReturnValue:
@@ -212,3 +258,141 @@ async def delete_account(data: DeleteAccountForm) -> ResponseReturnValue:
     logout_user()
     await flash("Your account and everything of it are deleted. Goodbye!", "success")
     return redirect("/auth/login")
+
+
+# --- where you're signed in ----------------------------------------------------------------
+
+
+@bp.post("/account/sessions/<uuid:session_id>/revoke")
+@rate_limit(limits=WRITE_LIMITS)
+@login_required
+@hide
+async def revoke_session(session_id: UUID) -> ResponseReturnValue:
+    account = await signed_in_session()
+    app_state = state()
+    try:
+        await sessions.revoke_session_of_user(
+            app_state.db, app_state.settings, account.user_id, session_id
+        )
+    except APIError as error:
+        if error.code != "SESSION_NOT_FOUND":
+            raise
+        await flash("That session had already ended.", "error")
+    else:
+        await flash("That session is signed out.", "success")
+    return redirect(ACCOUNT_PAGE)
+
+
+@bp.post("/account/sessions/revoke-others")
+@rate_limit(limits=WRITE_LIMITS)
+@auth_required(fresh=True)
+@hide
+async def revoke_other_sessions() -> ResponseReturnValue:
+    app_state = state()
+    revoked = await sessions.revoke_other_sessions(
+        app_state.db, app_state.settings, await signed_in_session()
+    )
+    await flash(_signed_out(revoked), "success")
+    return redirect(ACCOUNT_PAGE)
+
+
+# --- personal API tokens -------------------------------------------------------------------
+
+# The lifetimes the form offers (those within AUTHAPP_TOKEN_MAX_LIFETIME_DAYS).
+TOKEN_LIFETIMES = (7, 30, 90, 365)
+
+
+async def _tokens_page(
+    *,
+    status: int = 200,
+    errors: list[ErrorDetail] | None = None,
+    message: str | None = None,
+    created: tuple[ApiToken, str] | None = None,
+) -> ResponseReturnValue:
+    """The tokens page; `created` is a new token and its secret, shown in this answer only."""
+    app_state = state()
+    settings = app_state.settings
+    lifetimes = sorted({*TOKEN_LIFETIMES, settings.token_lifetime_days})
+    # After an error the form keeps its choices; after a token was made it starts over.
+    form = await request.form if request.method == "POST" and created is None else MultiDict()
+    return await _settings_page(
+        "protected/tokens.html",
+        status=status,
+        errors=errors,
+        message=message,
+        created=created,
+        tokens=await tokens.list_api_tokens(app_state.db, await signed_in_session()),
+        scopes=SCOPE_DESCRIPTIONS,
+        chosen_scopes=form.getlist("scopes"),
+        lifetimes=[days for days in lifetimes if days <= settings.token_max_lifetime_days],
+        chosen_lifetime=form.get("expires_in_days", str(settings.token_lifetime_days)),
+    )
+
+
+@bp.get("/account/tokens")
+@rate_exempt
+@login_required
+@hide
+async def api_tokens() -> ResponseReturnValue:
+    return await _tokens_page()
+
+
+class TokenForm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: TokenName
+    scopes: list[Scope] = Field(default_factory=list, validate_default=True)
+    expires_in_days: int | None = None
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def one_or_more(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value  # one ticked box comes as a string
+
+    @field_validator("scopes")
+    @classmethod
+    def at_least_one(cls, value: list[Scope]) -> list[Scope]:
+        if not value:
+            raise ValueError("Choose at least one scope.")
+        return value
+
+
+@bp.post("/account/tokens")
+@rate_limit(limits=WRITE_LIMITS)
+@auth_required(fresh=True)
+@hide
+@validate_request(TokenForm, source=DataSource.FORM)
+async def create_token(data: TokenForm) -> ResponseReturnValue:
+    app_state = state()
+    try:
+        created = await tokens.create_api_token(
+            app_state.db, app_state.settings, await signed_in_session(),
+            name=data.name, scopes=data.scopes, expires_in_days=data.expires_in_days,
+        )  # fmt: skip
+    except APIError as error:
+        if error.code == "TOKEN_NAME_TAKEN":
+            taken = ErrorDetail(field="name", message=error.message, type="taken")
+            return await _tokens_page(status=error.status, errors=[taken])
+        if error.code == "TOO_MANY_TOKENS":
+            return await _tokens_page(status=error.status, message=error.message)
+        if error.code == "VALIDATION_ERROR":
+            return await _tokens_page(status=error.status, errors=error.details)
+        raise
+    # Shown in this answer only: never in a flash, the cookie or a redirect's address.
+    return await _tokens_page(created=created)
+
+
+@bp.post("/account/tokens/<uuid:token_id>/revoke")
+@rate_limit(limits=WRITE_LIMITS)
+@login_required
+@hide
+async def revoke_token(token_id: UUID) -> ResponseReturnValue:
+    try:
+        await tokens.revoke_api_token(state().db, await signed_in_session(), token_id)
+    except APIError as error:
+        if error.code != "TOKEN_NOT_FOUND":
+            raise
+        await flash("That token had already been revoked or had expired.", "error")
+    else:
+        await flash("The token is revoked: it no longer works.", "success")
+    return redirect(TOKENS_PAGE)
