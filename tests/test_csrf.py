@@ -12,13 +12,13 @@ from quart.typing import TestClientProtocol as Client
 
 from authapp.models.users import User
 from tests.conftest import PASSWORD, SECRET_KEY, fetch_val
-from tests.forms import HTML, csrf_from, form_login, page_text
-from tests.mailbox import drain
+from tests.forms import HTML, api_client, csrf_from, form_login, page_text, snapshot
 
 MakeUser = Callable[..., Awaitable[User]]
 NEW_PASSWORD = "another long passphrase"
 
-# form: (page that shows it, where it posts, its fields, needs a signed-in visitor)
+# form: (page that shows it, where it posts, its fields, needs a signed-in visitor);
+# {session} and {token} in an address are another live session and a token of the user.
 FORMS: dict[str, tuple[str, str, dict[str, str], bool]] = {
     "login": ("/auth/login", "/auth/login",
               {"email": "alice@example.com", "password": PASSWORD}, False),
@@ -36,18 +36,25 @@ FORMS: dict[str, tuple[str, str, dict[str, str], bool]] = {
     "change of address": ("/account", "/account/email",
                           {"new_email": "new@example.com", "email_password": PASSWORD}, True),
     "deletion": ("/account", "/account/delete", {"delete_password": PASSWORD}, True),
+    "confirm password": ("/auth/reauth", "/auth/reauth", {"password": PASSWORD}, True),
+    "revoke a session": ("/account", "/account/sessions/{session}/revoke", {}, True),
+    "sign out everywhere else": ("/account", "/account/sessions/revoke-others", {}, True),
+    "create a token": ("/account/tokens", "/account/tokens",
+                       {"name": "backup", "scopes": "profile:read", "expires_in_days": "30"}, True),
+    "revoke a token": ("/account/tokens", "/account/tokens/{token}/revoke", {}, True),
 }  # fmt: skip
 
 
-async def snapshot(app: Quart) -> tuple[Any, ...]:
-    """Everything a form could change (once the work it does after answering is done)."""
-    await drain(app)
-    return (
-        await fetch_val(app, "SELECT count(*) FROM email_tokens"),
-        await fetch_val(app, "SELECT count(*) FROM users"),
-        await fetch_val(app, "SELECT count(*) FROM sessions WHERE revoked_at IS NULL"),
-        await fetch_val(app, "SELECT string_agg(display_name || password_hash, ',') FROM users"),
-    )
+async def address(app: Quart, action: str, signed_in: bool) -> str:
+    """Where the form posts, with something of the user's to act on: another device signed
+    in through the API, with a token it made."""
+    if not signed_in:
+        return action
+    other = await api_client(app)
+    made = await other.post("/api/tokens", json={"name": "other", "scopes": ["profile:read"]})
+    query = "SELECT public_id FROM sessions ORDER BY created_at DESC LIMIT 1"
+    session = await fetch_val(app, query)
+    return action.format(session=session, token=(await made.get_json())["id"])
 
 
 async def visitor(app: Quart, signed_in: bool) -> Client:
@@ -102,6 +109,7 @@ async def test_a_bad_token_is_refused_and_nothing_changes(
     page, action, fields, signed_in = FORMS[form]
     client = await visitor(app, signed_in)
     token = await bad_token(case, app, client, page, signed_in)
+    action = await address(app, action, signed_in)
     before = await snapshot(app)
     response = await client.post(action, form={**fields, "csrf_token": token}, headers=HTML)
     assert response.status_code == 400
@@ -119,6 +127,7 @@ async def test_the_right_token_lets_each_form_through(
     await make_user()
     page, action, fields, signed_in = FORMS[form]
     client = await visitor(app, signed_in)
+    action = await address(app, action, signed_in)
     before = await snapshot(app)
     token = await csrf_from(client, page)
     response = await client.post(action, form={**fields, "csrf_token": token}, headers=HTML)

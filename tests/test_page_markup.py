@@ -13,8 +13,8 @@ from quart.typing import TestClientProtocol as Client
 
 from authapp import create_app
 from authapp.models.users import User
-from tests.conftest import settings_for
-from tests.forms import HTML, csrf_from, form_login, page_text, post_form
+from tests.conftest import Clock, settings_for
+from tests.forms import HTML, api_client, csrf_from, form_login, page_text, post_form
 
 MakeUser = Callable[..., Awaitable[User]]
 
@@ -27,19 +27,26 @@ class Page(HTMLParser):
         self.tags: list[tuple[str, dict[str, str | None]]] = []
         self.h1_count = 0
         self.inline_scripts = 0
+        self.tags_in_title = 0
+        self._in_title = False
         self.feed(html)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
+        self.tags_in_title += self._in_title
+        self._in_title = self._in_title or tag == "title"
         self.tags.append((tag, attributes))
         self.h1_count += tag == "h1"
         self.inline_scripts += tag == "script" and "src" not in attributes
 
+    def handle_endtag(self, tag: str) -> None:
+        self._in_title = self._in_title and tag != "title"
+
     def all(self, tag: str) -> list[dict[str, str | None]]:
         return [attributes for name, attributes in self.tags if name == tag]
 
-    def ids(self) -> set[str]:
-        return {str(attributes["id"]) for _, attributes in self.tags if attributes.get("id")}
+    def ids(self) -> list[str]:
+        return [str(attributes["id"]) for _, attributes in self.tags if attributes.get("id")]
 
 
 def check_markup(html: str) -> None:
@@ -52,7 +59,9 @@ def check_markup(html: str) -> None:
         if field.get("type") == "hidden" or "hidden" in field:
             continue
         assert field.get("id") in labelled, f"input {field} has no label"
+    assert page.tags_in_title == 0, "markup inside <title>"
     ids = page.ids()
+    assert len(ids) == len(set(ids)), f"an id used twice: {sorted(ids)}"
     for _, attributes in page.tags:
         for described_by in str(attributes.get("aria-describedby") or "").split():
             assert described_by in ids, f"aria-describedby points at a missing {described_by}"
@@ -83,10 +92,21 @@ async def test_the_pages_of_a_visitor(client: Client, path: str) -> None:
     check_headers(response)
 
 
-@pytest.mark.parametrize("path", ["/", "/account", "/protected"])
-async def test_the_pages_behind_sign_in(client: Client, make_user: MakeUser, path: str) -> None:
+@pytest.mark.parametrize("stale", [False, True], ids=["fresh", "stale"])
+@pytest.mark.parametrize(
+    "path", ["/", "/account", "/protected", "/account/tokens", "/auth/reauth?next=/account"]
+)
+async def test_the_pages_behind_sign_in(
+    app: Quart, client: Client, make_user: MakeUser, clock: Clock, path: str, stale: bool
+) -> None:
+    """Each page, with a second session and a token to list, on a fresh session and on one
+    that must confirm the password before its sensitive forms."""
     await make_user()
     await form_login(client, await csrf_from(client))
+    await post_form(client, "/account/tokens", {"name": "ci", "scopes": "profile:read"})
+    await api_client(app)
+    if stale:
+        clock.advance(minutes=16)
     response = await client.get(path, headers=HTML)
     assert response.status_code == 200
     check_markup(await page_text(response))
@@ -102,6 +122,20 @@ async def test_the_pages_with_errors_on_them(client: Client, make_user: MakeUser
     await form_login(client, await csrf_from(client))
     refused = await post_form(client, "/account/password", {"current_password": ""}, "/account")
     check_markup(await page_text(refused))
+    wrong = await post_form(client, "/auth/reauth", {"password": "not my password"})
+    check_markup(await page_text(wrong))
+    no_scope = {"name": "", "expires_in_days": "9999"}
+    check_markup(await page_text(await post_form(client, "/account/tokens", no_scope)))
+
+
+async def test_the_page_that_shows_a_new_token(client: Client, make_user: MakeUser) -> None:
+    await make_user()
+    await form_login(client, await csrf_from(client))
+    form = {"name": "ci", "scopes": "profile:read"}
+    created = await post_form(client, "/account/tokens", form)
+    assert created.status_code == 200
+    check_markup(await page_text(created))
+    check_headers(created)
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from quart_rate_limiter import (
 )
 
 from authapp.models.users import User
-from tests.forms import csrf_from, form_login
+from tests.conftest import Clock
+from tests.forms import HTML, csrf_from, form_login
 
 MakeUser = Callable[..., Awaitable[User]]
 
@@ -22,14 +23,17 @@ MakeUser = Callable[..., Awaitable[User]]
 PUBLIC = {"api.register", "api.login", "api.logout", "api.verify_email",
           "api.resend_verification", "api.forgot_password", "api.reset_password",
           "api.confirm_email_change"}  # fmt: skip
+# Page forms that need a sign-in within AUTHAPP_FRESHNESS (as their JSON routes do).
+NEEDS_FRESH = {"protected.change_password", "protected.change_email", "protected.delete_account",
+               "protected.revoke_other_sessions", "protected.create_token"}  # fmt: skip
 # Mutating routes that need no limit: sign-out only ends the caller's own session.
 EXEMPT_FROM_LIMITS = {"api.logout", "auth.logout"}
 
 
-def _path(rule_text: str) -> str:
+def _path(rule_text: str, word: str = "x") -> str:
     # Any UUID (routes find nothing by it), else any word.
     rule_text = re.sub(r"<uuid:[^>]+>", "00000000-0000-4000-8000-000000000000", rule_text)
-    return re.sub(r"<[^>]+>", "x", rule_text)
+    return re.sub(r"<[^>]+>", word, rule_text)
 
 
 @pytest.mark.settings(RATE_LIMIT_ENABLED="false")  # many anonymous posts from one address
@@ -81,9 +85,30 @@ async def test_every_form_post_needs_a_csrf_token(app: Quart, make_user: MakeUse
     for rule in app.url_map.iter_rules():
         if rule.endpoint.split(".")[0] not in {"auth", "protected"} or "POST" not in rule.methods:
             continue
-        path = re.sub(r"<[^>]+>", "x" * 43, rule.rule)
-        response = await client.post(path, form={}, headers={"Accept": "text/html"})
+        response = await client.post(_path(rule.rule, "x" * 43), form={}, headers=HTML)
         assert response.status_code == 400, rule.rule
         assert "<code>CSRF_FAILED</code>" in await response.get_data(as_text=True), rule.rule
         checked += 1
     assert checked >= 10
+
+
+@pytest.mark.settings(RATE_LIMIT_ENABLED="false")
+async def test_the_sensitive_page_forms_and_only_they_need_a_fresh_session(
+    app: Quart, make_user: MakeUser, clock: Clock
+) -> None:
+    """Posted from a session whose sign-in is older than AUTHAPP_FRESHNESS, exactly these
+    forms send the browser to confirm the password first."""
+    await make_user()
+    client = app.test_client()
+    assert (await form_login(client, await csrf_from(client))).status_code == 302
+    token = await csrf_from(client, "/")
+    clock.advance(minutes=16)
+    needs_fresh = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.split(".")[0] != "protected" or "POST" not in rule.methods:
+            continue
+        response = await client.post(_path(rule.rule), form={"csrf_token": token}, headers=HTML)
+        assert response.status_code in {200, 302, 400}, rule.rule
+        if response.headers.get("Location", "").startswith("/auth/reauth?next=/account"):
+            needs_fresh.add(rule.endpoint)
+    assert needs_fresh == NEEDS_FRESH
