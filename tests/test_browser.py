@@ -27,7 +27,8 @@ from playwright.async_api import (
 from quart import Quart
 
 from authapp.models.users import User
-from tests.conftest import PASSWORD, ROOT, fetch_val
+from tests.conftest import PASSWORD, ROOT, execute, fetch_val
+from tests.forms import FIREFOX
 from tests.mailbox import Mailbox, SmtpServer
 from tests.servers import hypercorn
 
@@ -55,6 +56,8 @@ MakeUser = Callable[..., Awaitable[User]]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 BACKGROUND = "getComputedStyle(document.body).backgroundColor"
+STARTED_AN_HOUR_AGO = """UPDATE sessions SET created_at = created_at - interval '1 hour',
+                                          authenticated_at = authenticated_at - interval '1 hour'"""
 
 
 @pytest.fixture
@@ -380,5 +383,75 @@ async def test_a_forgotten_password_is_reset_from_the_mailed_link(
         "This link is not valid. It may have been used already."
     )
     watch.console_errors = [e for e in watch.console_errors if "status of 400" not in e]
+    await context.close()
+    watch.assert_clean()
+
+
+async def test_a_person_signs_out_another_device_and_confirms_their_password(
+    app: Quart, make_user: MakeUser, server: str, browser: Browser, screenshots: Path
+) -> None:
+    await make_user(EMAIL, display_name="Ada")
+    elsewhere, elsewhere_watch = await open_context(browser, server, user_agent=FIREFOX)
+    other = await elsewhere.new_page()
+    await other.goto("/auth/login")
+    await sign_in(other, PASSWORD)
+    await expect(other.get_by_role("heading", level=1)).to_have_text("Welcome, Ada")
+
+    context, watch = await open_context(browser, server)
+    page = await context.new_page()
+    await page.goto("/auth/login")
+    await sign_in(page, PASSWORD)
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ada")
+    # As if signed in an hour ago: older than AUTHAPP_FRESHNESS (the server keeps its own clock).
+    await execute(app, STARTED_AN_HOUR_AGO)
+
+    await page.get_by_role("link", name="Account", exact=True).click()
+    sessions = page.locator("#sessions > li")
+    await expect(sessions).to_have_count(2)
+    await expect(sessions.filter(has_text="This device")).to_have_count(1)
+    await expect(sessions.filter(has_text="This device").get_by_role("button")).to_have_count(0)
+    firefox = sessions.filter(has_text="Firefox on Linux")
+    await expect(firefox).to_contain_text("from 127.0.0.1")
+    # Stale: the password, address, deletion and sign-out-everywhere forms wait for the password.
+    await expect(page.get_by_role("button", name="Change password")).to_have_count(0)
+    await expect(page.get_by_role("link", name="Confirm your password")).to_have_count(4)
+    await shoot(page, screenshots, "13-sessions.png")
+
+    await firefox.get_by_role("button", name="Revoke").click()
+    await expect(page.get_by_role("status")).to_have_text("That session is signed out.")
+    await expect(sessions).to_have_count(1)
+    await other.reload()
+    await expect(other).to_have_url(re.compile(re.escape(f"{server}/auth/login?next=")))
+    await expect(other.get_by_role("alert")).to_have_text(
+        "Your session has ended. Please sign in again."
+    )
+    await elsewhere.close()
+    elsewhere_watch.assert_clean()
+
+    await page.get_by_role("link", name="Confirm your password").first.click()
+    await expect(page).to_have_url(f"{server}/auth/reauth?next=/account")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Confirm it's you")
+    await expect(page.get_by_text(f"You are signed in as {EMAIL}.")).to_be_visible()
+    await shoot(page, screenshots, "14-reauth.png")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Confirm").click()
+    await expect(page).to_have_url(f"{server}/account")
+    await expect(page.get_by_role("status")).to_contain_text("Thank you.")
+    await expect(page.get_by_role("button", name="Change password")).to_be_visible()
+
+    await page.get_by_role("link", name="Manage your API tokens").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("API tokens")
+    await page.get_by_label("Name", exact=True).fill("backup script")
+    await page.get_by_label("profile:read").check()
+    await page.get_by_label("Expires after").select_option("90")
+    await page.get_by_role("button", name="Create token").click()
+    token = page.get_by_label("The token")
+    await expect(token).to_have_value(re.compile(r"^authapp_pat_"))
+    await expect(token).to_have_attribute("readonly", "")
+    await expect(page.get_by_text("it will not be shown again")).to_be_visible()
+    await shoot(page, screenshots, "15-tokens.png")
+    await page.goto("/account/tokens")  # the page again: the token is gone, its entry stays
+    await expect(page.get_by_label("The token")).to_have_count(0)
+    await expect(page.locator("#tokens > li")).to_contain_text("backup script")
     await context.close()
     watch.assert_clean()
