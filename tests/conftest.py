@@ -19,8 +19,8 @@ from quart.typing import TestClientProtocol as Client
 
 from authapp import clock as app_clock
 from authapp import create_app
-from authapp.extensions import AppState
 from authapp.models.users import User
+from authapp.state import AppState
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins (tests.mailbox imports this module)
     from tests.mailbox import SmtpServer

@@ -16,8 +16,8 @@ from hypercorn.run import run as run_hypercorn
 from . import accounts, create_app
 from .config import ConfigError
 from .errors import APIError
-from .extensions import AppState
 from .schemas import normalize_email
+from .state import AppState
 
 APPLICATION_PATH = "authapp:create_app()"
 

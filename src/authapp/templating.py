@@ -9,7 +9,7 @@ from quart import Quart
 from .config import Settings
 from .csrf import csrf_token
 from .errors import APIError
-from .extensions import current_account
+from .guards import current_account
 from .models.users import Account
 
 

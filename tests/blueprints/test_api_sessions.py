@@ -10,7 +10,7 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from authapp.extensions import GUARD_ATTRIBUTE
+from authapp.guards import GUARD_ATTRIBUTE
 from authapp.models.users import User
 from tests.conftest import PASSWORD, Clock, fetch_val
 

@@ -28,18 +28,16 @@ from ..extensions import (
     REGISTER_LIMITS,
     TOKEN_LIMITS,
     WRITE_LIMITS,
-    auth_required,
     mail_after_answer,
     public_base_url,
     sign_in,
     sign_out,
-    signed_in_account,
-    signed_in_session,
-    state,
 )
+from ..guards import auth_required, signed_in_account, signed_in_session
 from ..models.sessions import SessionAccount
 from ..models.users import Account, User
 from ..schemas import DisplayName, Email, LoginEmail, NoContent, Password, TokenName
+from ..state import state
 from ..tokens import Scope
 
 bp = Blueprint("api", __name__, url_prefix="/api")

@@ -34,19 +34,18 @@ from ..extensions import (
     PASSWORD_CHANGE_LIMITS,
     REGISTER_LIMITS,
     TOKEN_LIMITS,
-    auth_required,
     mail_after_answer,
     public_base_url,
     sign_in,
     sign_out,
-    signed_in_session,
     start_client_session,
-    state,
 )
+from ..guards import auth_required, signed_in_session
 from ..pages import mismatch, render_form, send_to_sign_in
 from ..passwords import MAX_PASSWORD_LENGTH
 from ..redirects import DEFAULT_NEXT, safe_next
 from ..schemas import DisplayName, Email, LoginEmail, Password
+from ..state import state
 from .api import CHECK_INBOX, SENT_IF_KNOWN
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")

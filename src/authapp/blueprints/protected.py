@@ -23,19 +23,13 @@ from ..errors import (
     handle_http_exception,
     wants_json,
 )
-from ..extensions import (
-    EMAIL_CHANGE_LIMITS,
-    PASSWORD_CHANGE_LIMITS,
-    WRITE_LIMITS,
-    auth_required,
-    public_base_url,
-    signed_in_session,
-    state,
-)
+from ..extensions import EMAIL_CHANGE_LIMITS, PASSWORD_CHANGE_LIMITS, WRITE_LIMITS, public_base_url
+from ..guards import auth_required, signed_in_session
 from ..models.api_tokens import ApiToken
 from ..pages import mismatch, render_form, send_to_reauth, send_to_sign_in
 from ..passwords import MAX_PASSWORD_LENGTH
 from ..schemas import DisplayName, Email, Password, TokenName
+from ..state import state
 from ..tokens import SCOPE_DESCRIPTIONS, Scope
 
 bp = Blueprint("protected", __name__)
