@@ -147,6 +147,16 @@ def login(client: Client) -> Callable[..., Awaitable[Any]]:
     return do_login
 
 
+@pytest.fixture
+async def signed_in(
+    client: Client, make_user: Callable[..., Awaitable[User]], login: Callable[..., Awaitable[Any]]
+) -> Client:
+    """The client, signed in as Alice through the JSON API (page tests sign in by the form)."""
+    await make_user(display_name="Alice")
+    await login()
+    return client
+
+
 async def fetch_val(app: Quart, query: str, values: dict[str, Any] | None = None) -> Any:
     async with app_state(app).db.connection() as connection:
         return await connection.fetch_val(query, values)

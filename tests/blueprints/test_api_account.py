@@ -17,13 +17,6 @@ Login = Callable[..., Awaitable[Any]]
 NEW_PASSWORD = "a brand new passphrase 2026"
 
 
-@pytest.fixture
-async def signed_in(client: Client, make_user: MakeUser, login: Login) -> Client:
-    await make_user(display_name="Alice")
-    await login()
-    return client
-
-
 async def test_patch_me_changes_the_display_name(signed_in: Client, app: Quart) -> None:
     response = await signed_in.patch("/api/me", json={"display_name": " Ada "})
     assert response.status_code == 200

@@ -25,13 +25,6 @@ TOKEN_RE = re.compile(r"^authapp_pat_[A-Za-z0-9_-]{43}[0-9a-f]{8}$")
 NEW_PASSWORD = "a brand new passphrase 2026"
 
 
-@pytest.fixture
-async def signed_in(client: Client, make_user: MakeUser, login: Login) -> Client:
-    await make_user(display_name="Alice")
-    await login()
-    return client
-
-
 async def create(client: Client, **body: Any) -> dict[str, Any]:
     body.setdefault("name", "deploy script")
     body.setdefault("scopes", list(SCOPES))
