@@ -18,6 +18,7 @@ from .embedded import start_embedded_postgres
 from .errors import register_error_handlers
 from .extensions import init_extensions
 from .mail import init_mail
+from .state import state
 from .templating import init_templating
 from .wrappers import AuthappRequest
 
@@ -86,6 +87,11 @@ async def add_security_headers(response: Response) -> Response:
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")
+    hsts_max_age = state().settings.hsts_max_age
+    if request.is_secure and hsts_max_age:  # over plain http a browser would ignore it anyway
+        headers.setdefault(
+            "Strict-Transport-Security", f"max-age={hsts_max_age}; includeSubDomains"
+        )
     if response.mimetype == "text/html":
         headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     # Answers are per user unless they are static files, which set their own caching.

@@ -94,6 +94,8 @@ class Settings:
     reset_password_lifetime: int = 3600
     change_email_lifetime: int = 24 * 3600
     trusted_proxy_hops: int = 0
+    cors_origins: tuple[str, ...] = ()
+    hsts_max_age: int = 2 * 365 * 86400
     log_level: str = "INFO"
 
     @property
@@ -223,6 +225,14 @@ def _validate(settings: Settings) -> None:
         )
     if settings.mail_retry_delay < 0:
         raise ConfigError("AUTHAPP_MAIL_RETRY_DELAY cannot be negative")
+    for origin in settings.cors_origins:
+        if not re.match(r"^https?://[^/?#\s*]+$", origin):
+            raise ConfigError(
+                f"AUTHAPP_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com "
+                "(a scheme and a host, no path, no wildcard)"
+            )
+    if settings.hsts_max_age < 0:
+        raise ConfigError("AUTHAPP_HSTS_MAX_AGE cannot be negative")
     if settings.trusted_proxy_hops < 0 or settings.hash_workers < 0:
         raise ConfigError("AUTHAPP_TRUSTED_PROXY_HOPS and AUTHAPP_HASH_WORKERS cannot be negative")
 

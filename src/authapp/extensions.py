@@ -82,6 +82,11 @@ def _account_key(email: str) -> str:
     return f"account:{digest[:32]}"
 
 
+async def is_preflight() -> bool:
+    """A CORS preflight asks whether it may call; it must not spend the call's budget."""
+    return request.method == "OPTIONS"
+
+
 class ConfiguredLimit(RateLimit):
     """A limit whose rate is read from the settings at request time, not at import time."""
 
@@ -121,16 +126,27 @@ class SharedBucketRateLimiter(RateLimiter):
         return await super()._create_key(endpoint, rate_limit)
 
 
+# Every limit is layered: per client address, and per account (the one a body names, or the
+# one signed in), so neither many addresses nor many accounts buy an attacker more tries.
 LOGIN_LIMITS: list[RateLimit] = [
     ConfiguredLimit("login_rate_limit_ip", client_address_key),
     ConfiguredLimit("login_rate_limit_account", named_account_key),
 ]
-REGISTER_LIMITS: list[RateLimit] = [ConfiguredLimit("register_rate_limit_ip", client_address_key)]
-# Checking a current password is a login attempt, so it spends the account's login budget.
-PASSWORD_CHANGE_LIMITS: list[RateLimit] = [
-    ConfiguredLimit("login_rate_limit_account", signed_in_account_key)
+# Registering sends the named address a mail (a welcome link, or "you already have an account").
+REGISTER_LIMITS: list[RateLimit] = [
+    ConfiguredLimit("register_rate_limit_ip", client_address_key),
+    ConfiguredLimit("mail_rate_limit_account", named_account_key),
 ]
-WRITE_LIMITS: list[RateLimit] = [ConfiguredLimit("write_rate_limit", signed_in_account_key)]
+# Checking a current password (a change, deletion, re-auth) is a sign-in attempt, so it spends
+# the sign-in budgets of the address and the account.
+PASSWORD_CHANGE_LIMITS: list[RateLimit] = [
+    ConfiguredLimit("login_rate_limit_ip", client_address_key),
+    ConfiguredLimit("login_rate_limit_account", signed_in_account_key),
+]
+WRITE_LIMITS: list[RateLimit] = [
+    ConfiguredLimit("write_rate_limit", client_address_key),
+    ConfiguredLimit("write_rate_limit", signed_in_account_key),
+]
 # Each of these sends mail: per address and per account named, so nobody is flooded.
 MAIL_LIMITS: list[RateLimit] = [
     ConfiguredLimit("mail_rate_limit_ip", client_address_key),
@@ -260,9 +276,19 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
         scalar_ui_path=None,
         openapi_provider_class=AuthappOpenAPIProvider,
     )
+    app.config.update(
+        QUART_CORS_ALLOW_ORIGIN=list(settings.cors_origins),  # empty: no origin but our own
+        QUART_CORS_ALLOW_CREDENTIALS=True,
+        QUART_CORS_ALLOW_HEADERS=["Content-Type", "Authorization", "X-Request-ID"],
+        QUART_CORS_ALLOW_METHODS=["GET", "POST", "PATCH", "DELETE"],
+        QUART_CORS_EXPOSE_HEADERS=["Retry-After", "X-Request-ID"],
+        QUART_CORS_MAX_AGE=600,
+        QUART_CORS_SEND_ORIGIN_WILDCARD=False,
+    )
     SharedBucketRateLimiter(
         app,
         key_function=client_address_key,
+        skip_function=is_preflight,
         store=_limiter_store(settings),
         enabled=settings.rate_limit_enabled,
     )

@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
 from quart_auth import logout_user
+from quart_cors import cors
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import (
     document_response,
@@ -40,7 +41,9 @@ from ..schemas import DisplayName, Email, LoginEmail, NoContent, Password, Token
 from ..state import state
 from ..tokens import Scope
 
-bp = Blueprint("api", __name__, url_prefix="/api")
+# Cross-origin callers: only the origins in AUTHAPP_CORS_ORIGINS (none by default; see
+# init_extensions), with credentials, so a trusted front end elsewhere may call the API.
+bp = cors(Blueprint("api", __name__, url_prefix="/api"))
 
 SESSION: list[dict[str, list[str]]] = [{"sessionCookie": []}]
 
