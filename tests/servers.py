@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,13 +56,19 @@ def stop(process: subprocess.Popen[bytes]) -> str:
 
 @contextmanager
 def hypercorn(
-    database_url: str, instance_path: Path, smtp_url: str, **settings: str
+    database_url: str,
+    instance_path: Path,
+    smtp_url: str,
+    *,
+    args: Sequence[str] = (),
+    output: list[str] | None = None,
+    **settings: str,
 ) -> Iterator[str]:
     """hypercorn with the repository's hypercorn.toml on a free port; yields its base URL.
 
     Mail goes to `smtp_url`; links in it start with the server's own URL unless
     AUTHAPP_BASE_URL is given. `settings` are extra AUTHAPP_* variables; everything else is
-    production's defaults.
+    production's defaults. `args` go to hypercorn; `output` receives its output when it stops.
     """
     port = free_port()
     env = clean_env(
@@ -75,11 +81,13 @@ def hypercorn(
     )
     process = subprocess.Popen(
         [BIN / "hypercorn", "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{port}",
-         "authapp:create_app()"],
+         *args, "authapp:create_app()"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         wait_until_serving(process, port)
         yield f"http://127.0.0.1:{port}"
     finally:
-        stop(process)
+        text = stop(process)
+        if output is not None:
+            output.append(text)

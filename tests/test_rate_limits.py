@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from authapp import create_app
+from authapp.models.users import User
 from tests.conftest import PASSWORD, app_state, settings_for
+from tests.mailbox import SmtpServer
+from tests.servers import hypercorn
 
 WRONG = "definitely the wrong password"
+MakeUser = Callable[..., Awaitable[User]]
+Login = Callable[..., Awaitable[Any]]
 
 
 def from_address(address: str) -> dict[str, Any]:
@@ -198,3 +207,94 @@ async def test_unicode_forms_of_one_email_share_the_account_budget(client: Clien
         assert response.status_code == 401
     response = await attempt(client, decomposed, **from_address("192.0.2.100"))
     assert response.status_code == 429
+
+
+# --- every budget is layered: per address and per account ----------------------------------
+
+
+@pytest.mark.settings(MAIL_RATE_LIMIT_ACCOUNT="2/hour")
+async def test_registering_one_address_is_limited_from_any_address(client: Client) -> None:
+    body = {"email": "target@example.com", "password": PASSWORD}
+    statuses = [
+        (
+            await client.post("/api/auth/register", json=body, **from_address(f"192.0.2.{n}"))
+        ).status_code
+        for n in range(3)
+    ]
+    assert statuses == [201, 409, 429]
+
+
+@pytest.mark.settings(LOGIN_RATE_LIMIT_IP="3/minute", LOGIN_RATE_LIMIT_ACCOUNT="100/minute")
+async def test_proving_the_password_spends_the_addresses_sign_in_budget(
+    client: Client, make_user: MakeUser, login: Login
+) -> None:
+    await make_user()
+    await login()  # the first of three tries from this address
+    statuses = [
+        (await client.post("/api/auth/reauth", json={"password": WRONG})).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [400, 400, 429]
+    # The address is spent for sign-ins too, whichever account they name.
+    assert (await attempt(client, "someone.else@example.com")).status_code == 429
+
+
+@pytest.mark.settings(WRITE_RATE_LIMIT="2/minute")
+async def test_changes_are_limited_per_address_across_accounts(
+    app: Quart, make_user: MakeUser
+) -> None:
+    statuses = []
+    for name in ("ann", "bob", "cy"):
+        await make_user(email=f"{name}@example.com")
+        client = app.test_client()
+        login = await client.post(
+            "/api/auth/login", json={"email": f"{name}@example.com", "password": PASSWORD}
+        )
+        assert login.status_code == 200
+        statuses.append((await client.patch("/api/me", json={"display_name": name})).status_code)
+    assert statuses == [200, 200, 429]
+
+
+@pytest.mark.settings(WRITE_RATE_LIMIT="2/minute")
+async def test_changes_are_limited_per_account_across_addresses(
+    client: Client, make_user: MakeUser, login: Login
+) -> None:
+    await make_user()
+    await login()
+    statuses = [
+        (
+            await client.patch(
+                "/api/me", json={"display_name": f"A{n}"}, **from_address(f"192.0.2.{n}")
+            )
+        ).status_code
+        for n in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+
+
+@pytest.mark.skipif(not _redis_reachable(), reason="no Redis on 127.0.0.1:6379")
+def test_two_hypercorn_workers_on_one_redis_hold_the_limit_in_total(
+    app: Quart, database_url: str, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """The account limit (5 per 15 minutes) holds across worker processes, not per worker."""
+    email = f"flood.{secrets.token_hex(4)}@example.com"  # keys of earlier runs stay apart
+    output: list[str] = []
+    with hypercorn(
+        database_url, tmp_path / "instance", smtp_server.url,
+        args=["--workers", "2", "--access-logformat", "%(p)s %(m)s %(U)s %(s)s"],
+        output=output,
+        AUTHAPP_REDIS_URL="redis://127.0.0.1:6379/14",
+        AUTHAPP_LOGIN_RATE_LIMIT_IP="1000/minute",
+    ) as base:  # fmt: skip
+
+        def one_attempt(_: int) -> int:
+            # A connection each, so the kernel hands them to either worker.
+            with httpx.Client(base_url=base, timeout=30) as http:
+                body = {"email": email, "password": WRONG}
+                return http.post("/api/auth/login", json=body).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(one_attempt, range(16)))
+    assert sorted(statuses) == [401] * 5 + [429] * 11
+    served_by = set(re.findall(r"<(\d+)> POST /api/auth/login", output[0]))
+    assert len(served_by) == 2, output[0][-2000:]  # both workers took part

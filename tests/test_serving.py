@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import tomllib
 import zipfile
 from collections.abc import Iterator
@@ -87,10 +88,18 @@ def test_hypercorn_toml_has_only_real_settings() -> None:
     assert config.keep_alive_timeout == 5
 
 
-def test_authapp_serve_runs_two_workers_on_one_embedded_postgres(tmp_path: Path) -> None:
+@pytest.fixture
+def own_tmp() -> Iterator[Path]:
+    """A folder outside pytest's own: as root, embedded-postgres opens its parents to the
+    `embedded_postgres` user, and a pytest run starting meanwhile would close them again."""
+    with tempfile.TemporaryDirectory(prefix="authapp-serve-") as folder:
+        yield Path(folder)
+
+
+def test_authapp_serve_runs_two_workers_on_one_embedded_postgres(own_tmp: Path) -> None:
     """What `make run` does: development, no database URL, an embedded PostgreSQL."""
     port = free_port()
-    instance = tmp_path / "instance"
+    instance = own_tmp / "instance"
     env = clean_env(AUTHAPP_ENV="development", AUTHAPP_INSTANCE_PATH=str(instance))
     process = subprocess.Popen(
         [BIN / "authapp", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],

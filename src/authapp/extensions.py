@@ -8,12 +8,9 @@ and cookie name (tests build many apps).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
-from math import ceil
-from typing import Any, cast
+from typing import Any
 
 from quart import Quart, current_app, request
 from quart_auth import (
@@ -22,18 +19,16 @@ from quart_auth import (
     logout_user,
 )
 from quart_db import QuartDB
-from quart_rate_limiter import KeyCallable, RateLimit, RateLimiter
-from quart_rate_limiter.redis_store import RedisStore
-from quart_rate_limiter.store import MemoryStore, RateLimiterStoreABC
 from quart_schema import QuartSchema
 from quart_schema.openapi import OpenAPIProvider
 
 from .accounts import authenticate
-from .config import RateSpec, Settings
+from .config import Settings
 from .csrf import rotate_csrf_token
 from .database import Database, migrations_path
 from .errors import APIError
-from .guards import AuthappAuth, SessionUser, current_account
+from .guards import AuthappAuth, SessionUser
+from .limits import SharedBucketRateLimiter, client_address_key, is_preflight, limiter_store
 from .models.users import User
 from .passwords import PasswordHashing
 from .schemas import NoContent, lookup_email
@@ -44,163 +39,6 @@ from .sessions import (
 )
 from .state import AppState, state
 from .tokens import SCOPES
-
-# --- rate limiting -------------------------------------------------------------------------
-
-
-async def client_address_key() -> str:
-    """The socket peer; proxy headers count only through AUTHAPP_TRUSTED_PROXY_HOPS."""
-    return f"ip:{request.remote_addr or 'unknown'}"
-
-
-async def named_account_key() -> str:
-    """The account a body names (login, forgotten password), hashed to keep emails out of stores."""
-    email: object = None
-    if request.is_json:
-        body = await request.get_json(silent=True)
-        if isinstance(body, dict):
-            email = body.get("email")
-    else:
-        email = (await request.form).get("email")
-    if not isinstance(email, str) or not email.strip():
-        return "account:none"
-    return _account_key(email)
-
-
-async def signed_in_account_key() -> str:
-    """The signed-in account, keyed as its logins are (so both draw on one budget)."""
-    account = await current_account()
-    if account is None:
-        return await client_address_key()
-    return _account_key(account.email)
-
-
-def _account_key(email: str) -> str:
-    # The same normalisation as the lookup, so no spelling of one account gets a fresh budget.
-    normalized = lookup_email(email).casefold()
-    digest = hashlib.sha256(normalized.encode("utf-8", "replace")).hexdigest()
-    return f"account:{digest[:32]}"
-
-
-async def is_preflight() -> bool:
-    """A CORS preflight asks whether it may call; it must not spend the call's budget."""
-    return request.method == "OPTIONS"
-
-
-class ConfiguredLimit(RateLimit):
-    """A limit whose rate is read from the settings at request time, not at import time."""
-
-    def __init__(self, setting: str, key_function: KeyCallable) -> None:
-        self.setting = setting
-        self.key_function = key_function
-        self.skip_function = None
-
-    @property
-    def spec(self) -> RateSpec:
-        return cast(RateSpec, getattr(state().settings, self.setting))
-
-    @property
-    def count(self) -> int:  # type: ignore[override]
-        return self.spec.count
-
-    @property
-    def period(self) -> timedelta:  # type: ignore[override]
-        return self.spec.period
-
-    @property
-    def key(self) -> str:
-        return f"{self.setting}-{self.spec.count}-{self.spec.period.total_seconds()}"
-
-
-class SharedBucketRateLimiter(RateLimiter):
-    """quart-rate-limiter, with one bucket per setting for the routes that share it.
-
-    The library keys every bucket by endpoint too, so the JSON and the form login would each
-    grant an attacker a fresh budget; our configured limits count across routes instead.
-    """
-
-    async def _create_key(self, endpoint: str, rate_limit: RateLimit) -> str:
-        if isinstance(rate_limit, ConfiguredLimit):
-            key_function = rate_limit.key_function or self.key_function
-            return f"authapp-{rate_limit.key}-{await key_function()}"
-        return await super()._create_key(endpoint, rate_limit)
-
-
-# Every limit is layered: per client address, and per account (the one a body names, or the
-# one signed in), so neither many addresses nor many accounts buy an attacker more tries.
-LOGIN_LIMITS: list[RateLimit] = [
-    ConfiguredLimit("login_rate_limit_ip", client_address_key),
-    ConfiguredLimit("login_rate_limit_account", named_account_key),
-]
-# Registering sends the named address a mail (a welcome link, or "you already have an account").
-REGISTER_LIMITS: list[RateLimit] = [
-    ConfiguredLimit("register_rate_limit_ip", client_address_key),
-    ConfiguredLimit("mail_rate_limit_account", named_account_key),
-]
-# Checking a current password (a change, deletion, re-auth) is a sign-in attempt, so it spends
-# the sign-in budgets of the address and the account.
-PASSWORD_CHANGE_LIMITS: list[RateLimit] = [
-    ConfiguredLimit("login_rate_limit_ip", client_address_key),
-    ConfiguredLimit("login_rate_limit_account", signed_in_account_key),
-]
-WRITE_LIMITS: list[RateLimit] = [
-    ConfiguredLimit("write_rate_limit", client_address_key),
-    ConfiguredLimit("write_rate_limit", signed_in_account_key),
-]
-# Each of these sends mail: per address and per account named, so nobody is flooded.
-MAIL_LIMITS: list[RateLimit] = [
-    ConfiguredLimit("mail_rate_limit_ip", client_address_key),
-    ConfiguredLimit("mail_rate_limit_account", named_account_key),
-]
-EMAIL_CHANGE_LIMITS: list[RateLimit] = [
-    *PASSWORD_CHANGE_LIMITS,
-    ConfiguredLimit("mail_rate_limit_account", signed_in_account_key),
-]
-# Mailed tokens are unguessable; this only keeps a client from hammering the table.
-TOKEN_LIMITS: list[RateLimit] = [ConfiguredLimit("login_rate_limit_ip", client_address_key)]
-
-
-class PruningMemoryStore(MemoryStore):
-    """quart-rate-limiter's per-process store, forgetting keys whose time has passed.
-
-    The library's store keeps every key forever: one per address or email ever seen.
-    """
-
-    PRUNE_EVERY = 1024
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._writes = 0
-
-    async def set(self, key: str, tat: datetime) -> None:
-        await super().set(key, tat)
-        self._writes += 1
-        if self._writes % self.PRUNE_EVERY == 0:
-            now = datetime.now(UTC)
-            self._tats = {key: value for key, value in self._tats.items() if value > now}
-
-
-class ExpiringRedisStore(RedisStore):
-    """quart-rate-limiter's Redis store (shared by workers and hosts), with keys that expire.
-
-    A stored time in the past means the same as no key, so each key can go once it passes.
-    """
-
-    async def set(self, key: str, tat: datetime) -> None:
-        milliseconds = ceil((tat - datetime.now(UTC)).total_seconds() * 1000)
-        await self._redis.set(key, tat.timestamp(), px=max(milliseconds, 1))  # type: ignore[union-attr]
-
-    async def after_serving(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()  # the library still calls the deprecated close()
-            self._redis = None
-
-
-def _limiter_store(settings: Settings) -> RateLimiterStoreABC:
-    if settings.redis_url:
-        return ExpiringRedisStore(settings.redis_url)
-    return PruningMemoryStore()
-
 
 # --- assembly ------------------------------------------------------------------------------
 
@@ -289,7 +127,7 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
         app,
         key_function=client_address_key,
         skip_function=is_preflight,
-        store=_limiter_store(settings),
+        store=limiter_store(settings),
         enabled=settings.rate_limit_enabled,
     )
     hashing = PasswordHashing(

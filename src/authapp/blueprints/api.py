@@ -21,7 +21,9 @@ from quart_schema import (
 
 from .. import accounts, lifecycle, sessions, tokens
 from ..errors import documents_errors
-from ..extensions import (
+from ..extensions import mail_after_answer, public_base_url, sign_in, sign_out
+from ..guards import auth_required, signed_in_account, signed_in_session
+from ..limits import (
     EMAIL_CHANGE_LIMITS,
     LOGIN_LIMITS,
     MAIL_LIMITS,
@@ -29,12 +31,7 @@ from ..extensions import (
     REGISTER_LIMITS,
     TOKEN_LIMITS,
     WRITE_LIMITS,
-    mail_after_answer,
-    public_base_url,
-    sign_in,
-    sign_out,
 )
-from ..guards import auth_required, signed_in_account, signed_in_session
 from ..models.sessions import SessionAccount
 from ..models.users import Account, User
 from ..schemas import DisplayName, Email, LoginEmail, NoContent, Password, TokenName

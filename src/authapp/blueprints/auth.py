@@ -28,19 +28,15 @@ from ..errors import (
     wait_text,
     wants_json,
 )
-from ..extensions import (
+from ..extensions import mail_after_answer, public_base_url, sign_in, sign_out, start_client_session
+from ..guards import auth_required, signed_in_session
+from ..limits import (
     LOGIN_LIMITS,
     MAIL_LIMITS,
     PASSWORD_CHANGE_LIMITS,
     REGISTER_LIMITS,
     TOKEN_LIMITS,
-    mail_after_answer,
-    public_base_url,
-    sign_in,
-    sign_out,
-    start_client_session,
 )
-from ..guards import auth_required, signed_in_session
 from ..pages import mismatch, render_form, send_to_sign_in
 from ..passwords import MAX_PASSWORD_LENGTH
 from ..redirects import DEFAULT_NEXT, safe_next

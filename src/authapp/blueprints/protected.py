@@ -23,8 +23,9 @@ from ..errors import (
     handle_http_exception,
     wants_json,
 )
-from ..extensions import EMAIL_CHANGE_LIMITS, PASSWORD_CHANGE_LIMITS, WRITE_LIMITS, public_base_url
+from ..extensions import public_base_url
 from ..guards import auth_required, signed_in_session
+from ..limits import EMAIL_CHANGE_LIMITS, PASSWORD_CHANGE_LIMITS, WRITE_LIMITS
 from ..models.api_tokens import ApiToken
 from ..pages import mismatch, render_form, send_to_reauth, send_to_sign_in
 from ..passwords import MAX_PASSWORD_LENGTH
