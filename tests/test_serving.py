@@ -169,6 +169,17 @@ def test_cli_migrates_and_creates_users(app: Quart, database_url: str, tmp_path:
     weak = run_cli("users", "create", "--email", "weak@example.com", env=env, stdin="short\n")
     assert weak.returncode == 1
     assert "Use at least 12 characters" in weak.stderr
+    common = run_cli(
+        "users", "create", "--email", "common@example.com", env=env, stdin="password1234\n"
+    )
+    assert common.returncode == 1
+    assert "list of common passwords" in common.stderr
+    similar = run_cli(
+        "users", "create", "--email", "mhamilton@example.com",
+        "--display-name", "Margaret Hamilton", env=env, stdin="Margaret.Hamilton.1936\n",
+    )  # fmt: skip
+    assert similar.returncode == 1
+    assert "like your name" in similar.stderr
 
     taken = run_cli("users", "create", "--email", "CLI@example.com", env=env, stdin=PASSWORD + "\n")
     assert taken.returncode == 1
@@ -201,12 +212,20 @@ def test_the_wheel_ships_the_migrations_and_finds_them(tmp_path: Path) -> None:
     assert "authapp/migrations/0.py" in names
     assert "authapp/templates/base.html" in names
     assert "authapp/static/style.css" in names
+    assert "authapp/data/common-passwords.bin" in names
 
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
-    code = "from authapp.database import migrations_path; print(migrations_path())"
+    code = (
+        "from authapp.database import migrations_path; print(migrations_path());"
+        "from authapp import passwords; print(passwords.COMMON_PASSWORDS_PATH);"
+        "print(passwords.is_common('password1234'))"
+    )
     found = subprocess.run(
         [sys.executable, "-c", code],
         env={**os.environ, "PYTHONPATH": str(target)}, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert Path(found.stdout.strip()) == target / "authapp" / "migrations"
+    migrations, common_list, listed = found.stdout.split()
+    assert Path(migrations) == target / "authapp" / "migrations"
+    assert Path(common_list) == target / "authapp" / "data" / "common-passwords.bin"
+    assert listed == "True"

@@ -27,12 +27,34 @@ def invalid_credentials() -> APIError:
     return APIError(401, "INVALID_CREDENTIALS", "Email or password is wrong.")
 
 
-def acceptable_password(field: str, password: str, settings: Settings, email: str) -> str:
-    """The password as it will be hashed, or a VALIDATION_ERROR naming `field`."""
+# Policy breaches with a code of their own; the rest (length, blank) are VALIDATION_ERROR.
+_POLICY_CODES = {
+    "password_too_common": ("PASSWORD_TOO_COMMON", "The password is too common."),
+    "password_too_similar": (
+        "PASSWORD_TOO_SIMILAR",
+        "Choose a password that is not based on your email address or name.",
+    ),
+}
+
+
+def acceptable_password(
+    field: str, password: str, settings: Settings, email: str, display_name: str | None
+) -> str:
+    """The password as it will be hashed, or a 400 naming `field`: VALIDATION_ERROR,
+    PASSWORD_TOO_SIMILAR (to the email or the display name) or PASSWORD_TOO_COMMON."""
     try:
-        return check_policy(password, min_length=settings.password_min_length, email=email)
+        return check_policy(
+            password,
+            min_length=settings.password_min_length,
+            email=email,
+            display_name=display_name,
+        )
     except PasswordPolicyError as error:
-        raise validation_error(field, error.message, error.type) from None
+        if error.type not in _POLICY_CODES:
+            raise validation_error(field, error.message, error.type) from None
+        code, message = _POLICY_CODES[error.type]
+        detail = ErrorDetail(field=field, message=error.message, type=error.type)
+        raise APIError(400, code, message, [detail]) from None
 
 
 def default_display_name(email: str) -> str:
@@ -48,7 +70,8 @@ async def register(
     password: str,
     display_name: str | None,
 ) -> User:
-    password = acceptable_password("password", password, settings, email)
+    display_name = display_name or default_display_name(email)
+    password = acceptable_password("password", password, settings, email, display_name)
     # Hash before looking at the table, so a taken email costs the same time as a free one.
     password_hash = await hashing.hash(password)
     async with db.connection() as connection:
@@ -56,7 +79,7 @@ async def register(
             connection,
             email=email,
             password_hash=password_hash,
-            display_name=display_name or default_display_name(email),
+            display_name=display_name,
             now=clock.utcnow(),
         )
     if user is None:

@@ -230,7 +230,9 @@ async def reset_password(
         user = await select_user_by_id(connection, found.user_id)
     if user is None or not user.is_active:
         raise token_invalid()
-    password = accounts.acceptable_password("password", password, settings, user.email)
+    password = accounts.acceptable_password(
+        "password", password, settings, user.email, user.display_name
+    )
     new_hash = await hashing.hash(password)  # outside the transaction: it holds no connection
     async with db.transaction() as connection:
         await _spend(connection, token, "reset_password")  # again, now locked: one use only
@@ -278,7 +280,7 @@ async def change_password(
     and the owner gets a notice. Returns how many sessions were revoked.
     """
     new_password = accounts.acceptable_password(
-        "new_password", new_password, settings, account.email
+        "new_password", new_password, settings, account.email, account.display_name
     )
     user = await accounts.check_current_password(db, hashing, account, current_password)
     new_hash = await hashing.hash(new_password)

@@ -73,7 +73,7 @@ async def test_changing_the_password_revokes_every_other_session(
         ({"current_password": PASSWORD, "new_password": "short"}, 400, "VALIDATION_ERROR",
          "new_password"),
         ({"current_password": PASSWORD, "new_password": "Alice@Example.com"}, 400,
-         "VALIDATION_ERROR", "new_password"),
+         "PASSWORD_TOO_SIMILAR", "new_password"),
         ({"current_password": PASSWORD}, 400, "VALIDATION_ERROR", "new_password"),
         ({"current_password": PASSWORD, "new_password": "x" * 1025}, 400, "VALIDATION_ERROR",
          "new_password"),

@@ -94,9 +94,11 @@ async def register(data: RegisterIn) -> tuple[UserOut | MessageOut, int]:
     """Create an account and mail a link to verify the address.
 
     The password needs AUTHAPP_PASSWORD_MIN_LENGTH characters (12 by default) and no more
-    than 1024; no composition rules. 201 with the user, or 409 `EMAIL_TAKEN` when the email
-    has an account. With AUTHAPP_REQUIRE_VERIFIED_EMAIL the answer is always 202 with the
-    same body, and a taken address gets a mail instead, so nobody learns who has an account.
+    than 1024; no composition rules, but 400 `PASSWORD_TOO_COMMON` for a common password and
+    `PASSWORD_TOO_SIMILAR` for one too much like the email or display name. 201 with the user,
+    or 409 `EMAIL_TAKEN` when the email has an account. With AUTHAPP_REQUIRE_VERIFIED_EMAIL
+    the answer is always 202 with the same body, and a taken address gets a mail instead, so
+    nobody learns who has an account.
     """
     app_state = state()
     user = await lifecycle.sign_up(
@@ -231,7 +233,8 @@ async def reset_password(data: ResetPasswordIn) -> tuple[str, int]:
     """Set a new password with the token from the mailed link.
 
     Every session of the user is revoked and the owner gets a notice. 400 `TOKEN_INVALID`,
-    `TOKEN_EXPIRED` or `VALIDATION_ERROR` (the password policy).
+    `TOKEN_EXPIRED`, or for the password policy `VALIDATION_ERROR`, `PASSWORD_TOO_COMMON` or
+    `PASSWORD_TOO_SIMILAR`.
     """
     app_state = state()
     await lifecycle.reset_password(
@@ -299,7 +302,8 @@ async def change_password(data: PasswordChangeIn) -> tuple[str, int]:
 
     Every other session of the user is revoked, and so are password-reset links; this
     session stays, and the owner gets a notice by mail. 400 `WRONG_PASSWORD` when
-    `current_password` is wrong, `VALIDATION_ERROR` when the new one breaks the policy. Tries
+    `current_password` is wrong; `VALIDATION_ERROR`, `PASSWORD_TOO_COMMON` or
+    `PASSWORD_TOO_SIMILAR` when the new one breaks the policy. Tries
     count against the account's sign-in limit (AUTHAPP_LOGIN_RATE_LIMIT_ACCOUNT). Needs a
     fresh sign-in: 401 `REAUTH_REQUIRED` (see `POST /api/auth/reauth`).
     """

@@ -180,7 +180,7 @@ async def register(data: RegisterForm) -> ResponseReturnValue:
         if error.code == "EMAIL_TAKEN":
             taken = ErrorDetail(field="email", message=error.message, type="taken")
             return await _form_page("auth.register", status=409, errors=[taken])
-        if error.code == "VALIDATION_ERROR":
+        if error.status == 400 and error.details:  # the password policy, by field
             return await _form_page("auth.register", status=400, errors=error.details)
         raise
     if app_state.settings.require_verified_email or user is None:
@@ -281,7 +281,7 @@ async def reset_password(token: str, data: ResetPasswordForm) -> ResponseReturnV
             password=data.password,
         )  # fmt: skip
     except APIError as error:
-        if error.code != "VALIDATION_ERROR":
+        if error.status != 400 or not error.details:  # a dead link: not the password policy
             raise
         return await _form_page(
             "auth.reset_password", status=400, errors=error.details, token=token

@@ -336,7 +336,9 @@ class TokenForm(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: TokenName
-    scopes: list[Scope] = Field(default_factory=list, validate_default=True)
+    scopes: list[Scope] = Field(
+        default_factory=list, validate_default=True, max_length=len(tokens.SCOPES)
+    )
     expires_in_days: int | None = None
 
     @field_validator("scopes", mode="before")
