@@ -12,8 +12,10 @@ from typing import Any
 from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, Response, request
 
+from .audit import init_audit
 from .blueprints import api, auth, docs, protected
 from .config import ConfigError, Settings, load_settings, with_development_secret
+from .context import RequestContextMiddleware
 from .embedded import start_embedded_postgres
 from .errors import register_error_handlers
 from .extensions import init_extensions
@@ -65,14 +67,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         SESSION_COOKIE_SAMESITE=settings.cookie_samesite,
         SESSION_COOKIE_PATH="/",
     )
-    init_extensions(app, settings)
+    app_state = init_extensions(app, settings)
     init_mail(app, settings)
+    init_audit(app, app_state.db, settings)
     for blueprint in (auth.bp, protected.bp, api.bp, docs.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     init_templating(app, settings)
 
     app.after_request(add_security_headers)
+    # Every line logged while serving a request carries its id; events know its client.
+    app.asgi_app = RequestContextMiddleware(app.asgi_app)  # type: ignore[method-assign]
     if settings.trusted_proxy_hops:
         # Only then do X-Forwarded-For/-Proto count, and only the hops we trust.
         app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]

@@ -95,6 +95,10 @@ class Settings:
     change_email_lifetime: int = 24 * 3600
     trusted_proxy_hops: int = 0
     log_level: str = "INFO"
+    lockout_threshold: int = 10
+    lockout_delay: int = 60
+    lockout_max_delay: int = 3600
+    security_event_retention_days: int = 90
 
     @property
     def secure_cookies(self) -> bool:
@@ -209,6 +213,9 @@ def _validate(settings: Settings) -> None:
         "AUTHAPP_CHANGE_EMAIL_LIFETIME": settings.change_email_lifetime,
         "AUTHAPP_ARGON2_TIME_COST": settings.argon2_time_cost,
         "AUTHAPP_ARGON2_PARALLELISM": settings.argon2_parallelism,
+        "AUTHAPP_LOCKOUT_THRESHOLD": settings.lockout_threshold,
+        "AUTHAPP_LOCKOUT_DELAY": settings.lockout_delay,
+        "AUTHAPP_SECURITY_EVENT_RETENTION_DAYS": settings.security_event_retention_days,
     }
     for name, value in positive.items():
         if value <= 0:
@@ -223,6 +230,8 @@ def _validate(settings: Settings) -> None:
         )
     if settings.mail_retry_delay < 0:
         raise ConfigError("AUTHAPP_MAIL_RETRY_DELAY cannot be negative")
+    if settings.lockout_max_delay < settings.lockout_delay:
+        raise ConfigError("AUTHAPP_LOCKOUT_MAX_DELAY cannot be less than AUTHAPP_LOCKOUT_DELAY")
     if settings.trusted_proxy_hops < 0 or settings.hash_workers < 0:
         raise ConfigError("AUTHAPP_TRUSTED_PROXY_HOPS and AUTHAPP_HASH_WORKERS cannot be negative")
 
