@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
@@ -19,6 +18,7 @@ from .context import RequestContextMiddleware
 from .embedded import start_embedded_postgres
 from .errors import register_error_handlers
 from .extensions import init_extensions
+from .logs import configure_logging
 from .mail import init_mail
 from .templating import init_templating
 from .wrappers import AuthappRequest
@@ -49,7 +49,7 @@ def resolve_settings(config: Mapping[str, Any] | None = None) -> Settings:
 def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the app: defaults, then AUTHAPP_* environment variables, then `config`."""
     settings = resolve_settings(config)
-    _configure_logging(settings)
+    configure_logging(settings)
 
     app = Quart(__name__, instance_path=settings.instance_path)
     app.request_class = AuthappRequest
@@ -97,16 +97,3 @@ async def add_security_headers(response: Response) -> Response:
     if "Cache-Control" not in headers and request.endpoint not in {"static", "docs.docs_asset"}:
         headers["Cache-Control"] = "no-store"
     return response
-
-
-def _configure_logging(settings: Settings) -> None:
-    """Our INFO lines (the development outbox's links among them) reach stderr, beside
-    hypercorn's, unless the host program set up logging itself."""
-    logger = logging.getLogger("authapp")
-    logger.setLevel(settings.log_level.upper())
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-        )
-        logger.addHandler(handler)

@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 Environment = Literal["production", "development", "testing"]
 SameSite = Literal["Lax", "Strict"]
+LogFormat = Literal["text", "json"]
 
 ENV_PREFIX = "AUTHAPP_"
 MIN_SECRET_BYTES = 32
@@ -95,6 +96,7 @@ class Settings:
     change_email_lifetime: int = 24 * 3600
     trusted_proxy_hops: int = 0
     log_level: str = "INFO"
+    log_format: str | None = None
     lockout_threshold: int = 10
     lockout_delay: int = 60
     lockout_max_delay: int = 3600
@@ -115,6 +117,13 @@ class Settings:
     @property
     def csrf_cookie_name(self) -> str:
         return "__Host-authapp_csrf" if self.secure_cookies else "authapp_csrf"
+
+    @property
+    def log_style(self) -> LogFormat:
+        """JSON lines for log collectors in production; readable text while developing."""
+        if self.log_format is None:
+            return "json" if self.env == "production" else "text"
+        return cast(LogFormat, self.log_format)
 
     @property
     def hash_thread_count(self) -> int:
@@ -230,6 +239,8 @@ def _validate(settings: Settings) -> None:
         )
     if settings.mail_retry_delay < 0:
         raise ConfigError("AUTHAPP_MAIL_RETRY_DELAY cannot be negative")
+    if settings.log_format is not None and settings.log_format not in get_args(LogFormat):
+        raise ConfigError("AUTHAPP_LOG_FORMAT must be text or json")
     if settings.lockout_max_delay < settings.lockout_delay:
         raise ConfigError("AUTHAPP_LOCKOUT_MAX_DELAY cannot be less than AUTHAPP_LOCKOUT_DELAY")
     if settings.trusted_proxy_hops < 0 or settings.hash_workers < 0:
