@@ -96,7 +96,9 @@ async def app(
     app = create_app(settings_for(database_url, tmp_path, **overrides))
     async with app.test_app():
         async with app_state(app).db.connection() as connection:
-            await connection.execute("TRUNCATE users, sessions, email_tokens, api_tokens")
+            await connection.execute(
+                "TRUNCATE users, sessions, email_tokens, api_tokens, security_events"
+            )
         yield app
 
 

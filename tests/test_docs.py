@@ -25,7 +25,7 @@ async def test_openapi_describes_the_api(client: Client) -> None:
         "/api/auth/confirm-email", "/api/auth/reauth", "/api/me", "/api/me/password",
         "/api/me/email", "/api/sessions", "/api/sessions/{session_id}",
         "/api/sessions/revoke-others", "/api/sessions/revoke-all", "/api/tokens",
-        "/api/tokens/{token_id}",
+        "/api/tokens/{token_id}", "/api/me/events",
     }  # fmt: skip
     login = paths["/api/auth/login"]["post"]
     assert login["requestBody"]["content"]["application/json"]["schema"]
@@ -45,6 +45,7 @@ async def test_openapi_describes_the_api(client: Client) -> None:
 SESSION = {"sessionCookie": []}
 SECURITY = {
     ("/api/me", "get"): [SESSION, {"bearerToken": ["profile:read"]}],
+    ("/api/me/events", "get"): [SESSION, {"bearerToken": ["profile:read"]}],
     ("/api/me", "patch"): [SESSION, {"bearerToken": ["profile:write"]}],
     ("/api/sessions", "get"): [SESSION, {"bearerToken": ["sessions:read"]}],
     ("/api/sessions/{session_id}", "delete"): [SESSION, {"bearerToken": ["sessions:write"]}],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
@@ -12,11 +11,14 @@ from typing import Any
 from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, Response, request
 
+from .audit import init_audit
 from .blueprints import api, auth, docs, protected
 from .config import ConfigError, Settings, load_settings, with_development_secret
+from .context import RequestContextMiddleware
 from .embedded import start_embedded_postgres
 from .errors import register_error_handlers
 from .extensions import init_extensions
+from .logs import configure_logging
 from .mail import init_mail
 from .state import state
 from .templating import init_templating
@@ -48,7 +50,7 @@ def resolve_settings(config: Mapping[str, Any] | None = None) -> Settings:
 def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the app: defaults, then AUTHAPP_* environment variables, then `config`."""
     settings = resolve_settings(config)
-    _configure_logging(settings)
+    configure_logging(settings)
 
     app = Quart(__name__, instance_path=settings.instance_path)
     app.request_class = AuthappRequest
@@ -66,14 +68,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         SESSION_COOKIE_SAMESITE=settings.cookie_samesite,
         SESSION_COOKIE_PATH="/",
     )
-    init_extensions(app, settings)
+    app_state = init_extensions(app, settings)
     init_mail(app, settings)
+    init_audit(app, app_state.db, settings)
     for blueprint in (auth.bp, protected.bp, api.bp, docs.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     init_templating(app, settings)
 
     app.after_request(add_security_headers)
+    # Every line logged while serving a request carries its id; events know its client.
+    app.asgi_app = RequestContextMiddleware(app.asgi_app)  # type: ignore[method-assign]
     if settings.trusted_proxy_hops:
         # Only then do X-Forwarded-For/-Proto count, and only the hops we trust.
         app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]
@@ -98,16 +103,3 @@ async def add_security_headers(response: Response) -> Response:
     if "Cache-Control" not in headers and request.endpoint not in {"static", "docs.docs_asset"}:
         headers["Cache-Control"] = "no-store"
     return response
-
-
-def _configure_logging(settings: Settings) -> None:
-    """Our INFO lines (the development outbox's links among them) reach stderr, beside
-    hypercorn's, unless the host program set up logging itself."""
-    logger = logging.getLogger("authapp")
-    logger.setLevel(settings.log_level.upper())
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-        )
-        logger.addHandler(handler)

@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import time
+from collections import deque
+from datetime import datetime
 
-from . import clock
+from quart import current_app
+
+from . import audit, clock
 from .config import Settings
 from .database import Database
-from .errors import APIError, ErrorDetail, validation_error
+from .errors import APIError, ErrorDetail, validation_error, wait_text
+from .mail import Mail, mailer
 from .models.users import (
     Account,
+    Attempt,
+    Lockout,
     User,
     insert_user,
-    select_user_by_email,
-    select_user_by_id,
+    update_user_attempt_counted_by_email,
+    update_user_attempt_counted_by_id,
+    update_user_attempts_cleared,
     update_user_display_name,
     update_user_password_hash,
 )
 from .passwords import PasswordHashing, PasswordPolicyError, check_policy, normalize_password
+from .state import state
 
 log = logging.getLogger(__name__)
+
+# How long the latest password checks took, so that a refused attempt on a locked account
+# can take as long as a checked one without spending a hash (one process serves one app).
+_VERIFY_SECONDS: deque[float] = deque(maxlen=64)
 
 
 def invalid_credentials() -> APIError:
@@ -93,15 +109,30 @@ async def authenticate(
 ) -> User:
     """Return the active user with this email and password, or raise INVALID_CREDENTIALS.
 
-    Unknown emails verify a dummy hash, so the answer takes as long either way.
+    Unknown emails verify a dummy hash, so the answer takes as long either way. A locked
+    account is refused unchecked, with the same answer, after as long a wait as a check
+    takes but no hash: a guess there learns nothing, and a locked account looks like an
+    unknown email. What a failure writes is written after the answer, for the same reason.
     """
     password = normalize_password(password)
-    async with db.connection() as connection:
-        user = await select_user_by_email(connection, email)
-    if user is None:
-        await hashing.verify_dummy(password)
+    async with db.transaction() as connection:
+        found = await update_user_attempt_counted_by_email(
+            connection, email, now=clock.utcnow(), lockout=_lockout()
+        )
+    if found is None:
+        await _verify(hashing, None, password)
         raise invalid_credentials()
-    if not await hashing.verify(user.password_hash, password) or not user.is_active:
+    user, attempt = found.user, found.attempt
+    if attempt is None:
+        await _wait_as_long_as_a_verification(hashing, password)
+        current_app.add_background_task(_record_failure, db, user, None, "login_failed")
+        raise invalid_credentials()
+    if not await _verify(hashing, user.password_hash, password):
+        current_app.add_background_task(_record_failure, db, user, attempt, "login_failed")
+        raise invalid_credentials()
+    async with db.connection() as connection:
+        await update_user_attempts_cleared(connection, user.id)
+    if not user.is_active:
         raise invalid_credentials()
     if hashing.needs_rehash(user.password_hash):
         new_hash = await hashing.hash(password)
@@ -123,12 +154,106 @@ async def check_current_password(
     password: str,
     field: str = "current_password",
 ) -> User:
-    """The signed-in user, once they have proved they know their password."""
-    async with db.connection() as connection:
-        user = await select_user_by_id(connection, account.user_id)
-    if user is None or not await hashing.verify(user.password_hash, normalize_password(password)):
-        detail = ErrorDetail(
-            field=field, message="This is not your current password.", type="wrong"
+    """The signed-in user, once they have proved they know their password.
+
+    Each try counts towards the account's lockout as a sign-in does. A locked account gets
+    429 ACCOUNT_LOCKED, unchecked: the caller is signed in, so that tells them nothing new.
+    """
+    async with db.transaction() as connection:
+        found = await update_user_attempt_counted_by_id(
+            connection, account.user_id, now=clock.utcnow(), lockout=_lockout()
         )
-        raise APIError(400, "WRONG_PASSWORD", "The current password is wrong.", [detail])
+    if found is None:
+        raise _wrong_password(field)
+    user, attempt = found.user, found.attempt
+    if attempt is None:
+        await _record_failure(db, user, None, "password_check_failed")
+        raise account_locked(user.locked_until)
+    if not await _verify(hashing, user.password_hash, normalize_password(password)):
+        await _record_failure(db, user, attempt, "password_check_failed")
+        raise _wrong_password(field)
+    async with db.connection() as connection:
+        await update_user_attempts_cleared(connection, user.id)
     return user
+
+
+def _wrong_password(field: str) -> APIError:
+    detail = ErrorDetail(field=field, message="This is not your current password.", type="wrong")
+    return APIError(400, "WRONG_PASSWORD", "The current password is wrong.", [detail])
+
+
+# --- lockout: failed passwords counted on the account, whatever the address -----------------
+# Each attempt is counted as failed before its hash is checked (a right password clears the
+# count), so a burst of concurrent guesses cannot slip past a lock while the first ones hash.
+
+
+def _lockout() -> Lockout:
+    settings = state().settings
+    return Lockout(settings.lockout_threshold, settings.lockout_delay, settings.lockout_max_delay)
+
+
+async def _verify(hashing: PasswordHashing, password_hash: str | None, password: str) -> bool:
+    """Check a password (against the dummy hash without one) and remember how long it took."""
+    started = time.perf_counter()
+    if password_hash is None:
+        await hashing.verify_dummy(password)
+        matched = False
+    else:
+        matched = await hashing.verify(password_hash, password)
+    _VERIFY_SECONDS.append(time.perf_counter() - started)
+    return matched
+
+
+async def _wait_as_long_as_a_verification(hashing: PasswordHashing, password: str) -> None:
+    if not _VERIFY_SECONDS:  # nothing measured yet in this process: measure once
+        await _verify(hashing, None, password)
+        return
+    await asyncio.sleep(random.choice(_VERIFY_SECONDS))  # noqa: S311 (a delay, not a secret)
+
+
+async def _record_failure(
+    db: Database, user: User, attempt: Attempt | None, kind: audit.EventKind
+) -> None:
+    """Record a wrong password (or one refused unchecked, `attempt` None, as the account was
+    locked); when it locked the account, record that too, and at the start of a lockout (the
+    first lock since the last success) tell the owner by mail."""
+    locked_until = attempt.locked_until if attempt else None
+    async with db.transaction() as connection:
+        await audit.record(
+            connection, user.id, kind, reason="wrong_password" if attempt else "locked"
+        )
+        if attempt is not None and locked_until is not None:
+            await audit.record(
+                connection, user.id, "account_locked", failures=attempt.failed_logins,
+                until=locked_until.isoformat(),
+            )  # fmt: skip
+    settings = state().settings
+    if (
+        attempt is None
+        or locked_until is None
+        or attempt.failed_logins != settings.lockout_threshold
+    ):
+        return
+    log.warning("user %s locked after %d failed passwords", user.id, attempt.failed_logins)
+    await mailer().send_later(
+        Mail(
+            to=user.email, subject="Your account is locked for a while",
+            template="mail/account_locked",
+            context={"name": user.display_name, "failures": attempt.failed_logins,
+                     "wait": wait_text(_seconds_until(locked_until)),
+                     "max_wait": wait_text(settings.lockout_max_delay)},
+        )
+    )  # fmt: skip
+
+
+def _seconds_until(moment: datetime) -> int:
+    return max(int((moment - clock.utcnow()).total_seconds() + 0.999), 1)
+
+
+def account_locked(locked_until: datetime | None) -> APIError:
+    seconds = _seconds_until(locked_until) if locked_until else state().settings.lockout_delay
+    return APIError(
+        429, "ACCOUNT_LOCKED",
+        f"Too many wrong passwords: the account is locked. Try again in {wait_text(seconds)}.",
+        headers={"Retry-After": str(seconds)},
+    )  # fmt: skip

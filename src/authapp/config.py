@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 Environment = Literal["production", "development", "testing"]
 SameSite = Literal["Lax", "Strict"]
+LogFormat = Literal["text", "json"]
 
 ENV_PREFIX = "AUTHAPP_"
 MIN_SECRET_BYTES = 32
@@ -97,6 +98,11 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     hsts_max_age: int = 2 * 365 * 86400
     log_level: str = "INFO"
+    log_format: str | None = None
+    lockout_threshold: int = 10
+    lockout_delay: int = 60
+    lockout_max_delay: int = 3600
+    security_event_retention_days: int = 90
 
     @property
     def secure_cookies(self) -> bool:
@@ -113,6 +119,13 @@ class Settings:
     @property
     def csrf_cookie_name(self) -> str:
         return "__Host-authapp_csrf" if self.secure_cookies else "authapp_csrf"
+
+    @property
+    def log_style(self) -> LogFormat:
+        """JSON lines for log collectors in production; readable text while developing."""
+        if self.log_format is None:
+            return "json" if self.env == "production" else "text"
+        return cast(LogFormat, self.log_format)
 
     @property
     def hash_thread_count(self) -> int:
@@ -211,6 +224,9 @@ def _validate(settings: Settings) -> None:
         "AUTHAPP_CHANGE_EMAIL_LIFETIME": settings.change_email_lifetime,
         "AUTHAPP_ARGON2_TIME_COST": settings.argon2_time_cost,
         "AUTHAPP_ARGON2_PARALLELISM": settings.argon2_parallelism,
+        "AUTHAPP_LOCKOUT_THRESHOLD": settings.lockout_threshold,
+        "AUTHAPP_LOCKOUT_DELAY": settings.lockout_delay,
+        "AUTHAPP_SECURITY_EVENT_RETENTION_DAYS": settings.security_event_retention_days,
     }
     for name, value in positive.items():
         if value <= 0:
@@ -233,6 +249,10 @@ def _validate(settings: Settings) -> None:
             )
     if settings.hsts_max_age < 0:
         raise ConfigError("AUTHAPP_HSTS_MAX_AGE cannot be negative")
+    if settings.log_format is not None and settings.log_format not in get_args(LogFormat):
+        raise ConfigError("AUTHAPP_LOG_FORMAT must be text or json")
+    if settings.lockout_max_delay < settings.lockout_delay:
+        raise ConfigError("AUTHAPP_LOCKOUT_MAX_DELAY cannot be less than AUTHAPP_LOCKOUT_DELAY")
     if settings.trusted_proxy_hops < 0 or settings.hash_workers < 0:
         raise ConfigError("AUTHAPP_TRUSTED_PROXY_HOPS and AUTHAPP_HASH_WORKERS cannot be negative")
 

@@ -23,6 +23,7 @@ from quart_schema import QuartSchema
 from quart_schema.openapi import OpenAPIProvider
 
 from .accounts import authenticate
+from .clients import device_name
 from .config import Settings
 from .csrf import rotate_csrf_token
 from .database import Database, migrations_path
@@ -33,7 +34,6 @@ from .models.users import User
 from .passwords import PasswordHashing
 from .schemas import NoContent, lookup_email
 from .sessions import (
-    device_name,
     revoke_session,
     start_session,
 )

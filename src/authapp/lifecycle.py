@@ -16,7 +16,7 @@ from uuid import UUID
 
 from quart_db import Connection
 
-from . import accounts, clock
+from . import accounts, audit, clock
 from .config import Settings
 from .database import Database
 from .errors import APIError, validation_error
@@ -40,6 +40,7 @@ from .models.users import (
     delete_user,
     select_user_by_email,
     select_user_by_id,
+    update_user_attempts_cleared,
     update_user_email,
     update_user_email_verified,
     update_user_password_hash,
@@ -238,8 +239,12 @@ async def reset_password(
         await _spend(connection, token, "reset_password")  # again, now locked: one use only
         now = clock.utcnow()
         await update_user_password_hash(connection, user.id, new_hash, now)
-        await update_sessions_revoked_of_user(connection, user.id, now)
+        await update_user_attempts_cleared(connection, user.id)  # the mailbox proved it: unlock
+        revoked = await update_sessions_revoked_of_user(connection, user.id, now)
         tokens = await _revoke_tokens_for_new_password(connection, settings, user.id)
+        await audit.record(
+            connection, user.id, "password_reset", sessions_revoked=revoked, tokens_revoked=tokens
+        )
     log.info("user %s reset their password; every session and %d tokens revoked", user.id, tokens)
     await _notify_password_changed(user)
 
@@ -290,6 +295,9 @@ async def change_password(
         revoked = await update_other_sessions_revoked(connection, user.id, account.session_id, live)
         await update_email_tokens_used(connection, user.id, ("reset_password",), live.now)
         tokens = await _revoke_tokens_for_new_password(connection, settings, user.id)
+        await audit.record(
+            connection, user.id, "password_changed", sessions_revoked=revoked, tokens_revoked=tokens
+        )
     log.info(
         "user %s changed their password; %d other sessions and %d tokens revoked",
         user.id, revoked, tokens,
@@ -317,6 +325,10 @@ async def request_email_change(
         raise validation_error("new_email", "This is already your address.", "same")
     await accounts.check_current_password(db, hashing, account, password, field="password")
     async with db.connection() as connection:
+        # Recorded whether or not a link goes out: the owner sees what was asked.
+        await audit.record(
+            connection, account.user_id, "email_change_requested", new_email=new_email
+        )
         taken = await select_user_by_email(connection, new_email) is not None
     if taken:
         log.info("user %s asked for an address another account has", account.user_id)
@@ -343,6 +355,13 @@ async def confirm_email_change(db: Database, token: str) -> str:
         if not await update_user_email(connection, user.id, found.email, clock.utcnow()):
             raise APIError(409, "EMAIL_TAKEN", "An account with this email already exists.")
         await update_email_tokens_used(connection, user.id, ("verify_email",), clock.utcnow())
+        await audit.record(
+            connection,
+            user.id,
+            "email_change_confirmed",
+            old_email=user.email,
+            new_email=found.email,
+        )
     log.info("user %s changed their email", user.id)
     await _send(
         user.email, "Your email address was changed", "mail/email_changed",

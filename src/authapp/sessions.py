@@ -5,19 +5,16 @@ and revoke them. A session dies at its absolute expiry, after its idle timeout, 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from uuid import UUID
 
-import ua_parser
-
-from . import clock
+from . import audit, clock
 from .accounts import check_current_password
+from .clients import clean_ip, device_name
 from .config import Settings
 from .database import Database
 from .errors import APIError
@@ -55,13 +52,6 @@ def token_id(token: str) -> bytes | None:
     if not _TOKEN_RE.match(token):
         return None
     return hashlib.sha256(token.encode("ascii")).digest()
-
-
-def clean_ip(address: str | None) -> str | None:
-    try:
-        return str(ipaddress.ip_address(address or ""))
-    except ValueError:
-        return None  # a unix socket peer or nothing at all
 
 
 def liveness(settings: Settings) -> Liveness:
@@ -109,6 +99,7 @@ async def start_session(
             user_agent=(user_agent or "")[:MAX_USER_AGENT] or None,
         )
         await update_user_last_login(connection, user_id, live.now, address)
+        await audit.record(connection, user_id, "login_succeeded")
     return token
 
 
@@ -131,11 +122,14 @@ async def resolve_session(
 
 
 async def revoke_session(db: Database, token: str) -> None:
+    """Sign out: end the session of this token, if it has not ended already."""
     session_id = token_id(token)
     if session_id is None:
         return
-    async with db.connection() as connection:
-        await update_session_revoked(connection, session_id, clock.utcnow())
+    async with db.transaction() as connection:
+        user_id = await update_session_revoked(connection, session_id, clock.utcnow())
+        if user_id is not None:
+            await audit.record(connection, user_id, "logout")
 
 
 # --- fresh sign-in -------------------------------------------------------------------------
@@ -157,8 +151,9 @@ async def reauthenticate(
 ) -> None:
     """Prove the password again on this session, which makes it fresh."""
     await check_current_password(db, hashing, account, password, field="password")
-    async with db.connection() as connection:
+    async with db.transaction() as connection:
         await update_session_authenticated(connection, account.session_id, clock.utcnow())
+        await audit.record(connection, account.user_id, "reauthenticated")
     log.info("user %s confirmed their password", account.user_id)
 
 
@@ -176,17 +171,6 @@ class SessionInfo:
     remember: bool
     expires_at: datetime
     current: bool
-
-
-@lru_cache(maxsize=1024)
-def device_name(user_agent: str | None) -> str:
-    """A readable device, such as "Firefox on Linux", from a User-Agent header."""
-    result = ua_parser.parse(user_agent or "")
-    browser = result.user_agent.family if result.user_agent else None
-    system = result.os.family if result.os and result.os.family != "Other" else None
-    if browser and browser != "Other":
-        return f"{browser} on {system}" if system else browser
-    return f"A browser on {system}" if system else "Unknown device"
 
 
 async def list_sessions(
@@ -215,10 +199,12 @@ async def revoke_session_of_user(
     db: Database, settings: Settings, user_id: UUID, public_id: UUID
 ) -> None:
     """Revoke one of the user's live sessions by its public id; 404 when there is none."""
-    async with db.connection() as connection:
+    async with db.transaction() as connection:
         revoked = await update_session_revoked_by_public_id(
             connection, user_id, public_id, liveness(settings)
         )
+        if revoked:
+            await audit.record(connection, user_id, "session_revoked", session_id=str(public_id))
     if not revoked:
         raise APIError(404, "SESSION_NOT_FOUND", "You have no live session with this id.")
     log.info("user %s revoked a session", user_id)
@@ -226,9 +212,12 @@ async def revoke_session_of_user(
 
 async def revoke_other_sessions(db: Database, settings: Settings, account: SessionAccount) -> int:
     """Sign out everywhere else; return how many sessions that ended."""
-    async with db.connection() as connection:
+    async with db.transaction() as connection:
         revoked = await update_other_sessions_revoked(
             connection, account.user_id, account.session_id, liveness(settings)
+        )
+        await audit.record(
+            connection, account.user_id, "sessions_revoked", which="others", count=revoked
         )
     log.info("user %s revoked %d other sessions", account.user_id, revoked)
     return revoked
@@ -236,7 +225,8 @@ async def revoke_other_sessions(db: Database, settings: Settings, account: Sessi
 
 async def revoke_all_sessions(db: Database, user_id: UUID) -> int:
     """Sign out everywhere, this session included; return how many sessions that ended."""
-    async with db.connection() as connection:
+    async with db.transaction() as connection:
         revoked = await update_sessions_revoked_of_user(connection, user_id, clock.utcnow())
+        await audit.record(connection, user_id, "sessions_revoked", which="all", count=revoked)
     log.info("user %s revoked all %d sessions", user_id, revoked)
     return revoked

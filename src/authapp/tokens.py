@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Literal, get_args
 from uuid import UUID
 
-from . import clock
+from . import audit, clock
 from .config import Settings
 from .database import Database
 from .errors import APIError, validation_error
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 Scope = Literal["profile:read", "profile:write", "sessions:read", "sessions:write"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 SCOPE_DESCRIPTIONS: dict[Scope, str] = {
-    "profile:read": "Read your profile (GET /api/me).",
+    "profile:read": "Read your profile and security events (GET /api/me, /api/me/events).",
     "profile:write": "Change your display name (PATCH /api/me).",
     "sessions:read": "List your sessions (GET /api/sessions).",
     "sessions:write": "Revoke one of your sessions (DELETE /api/sessions/{id}).",
@@ -114,6 +114,11 @@ async def create_api_token(
             now=now,
             expires_at=now + timedelta(days=days),
         )
+        if created is not None:
+            await audit.record(
+                connection, account.user_id, "token_created", token_id=str(created.id),
+                name=created.name, scopes=created.scopes,
+            )  # fmt: skip
     if created is None:
         raise APIError(409, "TOKEN_NAME_TAKEN", "You already have a token with this name.")
     log.info("user %s created API token %s", account.user_id, created.id)
@@ -126,8 +131,12 @@ async def list_api_tokens(db: Database, account: Account) -> list[ApiToken]:
 
 
 async def revoke_api_token(db: Database, account: Account, token_id: UUID) -> None:
-    async with db.connection() as connection:
-        deleted = await delete_api_token(connection, account.user_id, token_id)
-    if not deleted:
+    async with db.transaction() as connection:
+        name = await delete_api_token(connection, account.user_id, token_id)
+        if name is not None:
+            await audit.record(
+                connection, account.user_id, "token_revoked", token_id=str(token_id), name=name
+            )
+    if name is None:
         raise APIError(404, "TOKEN_NOT_FOUND", "You have no token with this id.")
     log.info("user %s revoked API token %s", account.user_id, token_id)

@@ -100,3 +100,34 @@ async def test_sessions_need_a_real_user_and_die_with_it(app: Quart, make_user: 
 async def test_migrations_are_recorded(app: Quart) -> None:
     migrations = len(list((ROOT / "migrations").glob("[0-9]*.py")))
     assert await fetch_val(app, "SELECT version FROM schema_migration") == migrations - 1
+
+
+@pytest.mark.parametrize(
+    ("columns", "error"),
+    [
+        ({"kind": "Login Succeeded"}, asyncpg.CheckViolationError),
+        ({"kind": ""}, asyncpg.CheckViolationError),
+        ({"user_agent": "x" * 513}, asyncpg.CheckViolationError),
+        ({"details": "[]"}, asyncpg.CheckViolationError),
+        ({"created_at": None}, asyncpg.NotNullViolationError),
+    ],
+)
+async def test_security_events_refuse_bad_rows(
+    app: Quart, make_user: MakeUser, columns: dict[str, object], error: type[Exception]
+) -> None:
+    user = await make_user()
+    good = {"user_id": user.id, "kind": "logout", "created_at": datetime.now(UTC),
+            "user_agent": None, "details": "{}"}  # fmt: skip
+    insert = (
+        "INSERT INTO security_events (user_id, kind, created_at, user_agent, details) "
+        "VALUES (:user_id, :kind, :created_at, :user_agent, CAST(CAST(:details AS text) AS jsonb))"
+    )
+    await execute(app, insert, good)  # the row as it should be goes in
+    with pytest.raises(error):
+        await execute(app, insert, {**good, **columns})
+
+
+async def test_failed_logins_cannot_go_negative(app: Quart, make_user: MakeUser) -> None:
+    await make_user()
+    with pytest.raises(asyncpg.CheckViolationError):
+        await execute(app, "UPDATE users SET failed_logins = -1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,11 +16,13 @@ from quart_schema import (
     document_response,
     security_scheme,
     tag,
+    validate_querystring,
     validate_request,
     validate_response,
 )
 
-from .. import accounts, lifecycle, sessions, tokens
+from .. import accounts, audit, lifecycle, sessions, tokens
+from ..audit import EventKind
 from ..errors import documents_errors
 from ..extensions import mail_after_answer, public_base_url, sign_in, sign_out
 from ..guards import auth_required, signed_in_account, signed_in_session
@@ -568,3 +571,61 @@ async def revoke_token(token_id: UUID) -> tuple[str, int]:
     """Revoke a token: it stops working at once. 404 `TOKEN_NOT_FOUND`."""
     await tokens.revoke_api_token(state().db, await signed_in_session(), token_id)
     return "", 204
+
+
+# --- security events -----------------------------------------------------------------------
+
+
+class EventsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    before: UUID | None = Field(
+        default=None, description="The `next_before` of the previous page: older events follow."
+    )
+    limit: int = Field(default=20, ge=1, le=100, description="Events per page, 1 to 100.")
+
+
+class SecurityEventOut(BaseModel):
+    """Something that happened to the account, when, and from which address and device."""
+
+    id: UUID
+    kind: EventKind
+    created_at: datetime
+    ip: str | None = Field(description="The client's address, when the event came by a request.")
+    device: str | None = Field(examples=["Firefox on Linux"])
+    details: dict[str, Any] = Field(
+        description="By kind: `reason` (login_failed, password_check_failed), `failures` and "
+        "`until` (account_locked), `sessions_revoked` and `tokens_revoked` (password_changed, "
+        "password_reset), `new_email` and `old_email` (email changes), `session_id`, "
+        "`which` and `count` (sessions), `token_id`, `name` and `scopes` (tokens)."
+    )
+
+
+class SecurityEventsOut(BaseModel):
+    events: list[SecurityEventOut]
+    next_before: UUID | None = Field(
+        description="Pass as `before` for the next, older page; null on the last page."
+    )
+
+
+@bp.get("/me/events")
+@auth_required("profile:read")
+@tag(["account"])
+@validate_querystring(EventsQuery)
+@validate_response(SecurityEventsOut, 200)
+@documents_errors(400, 401, 403)
+async def list_security_events(query_args: EventsQuery) -> SecurityEventsOut:
+    """The account's security events, newest first: sign-ins and failed ones, sign-outs,
+    lockouts, password and address changes, revoked sessions, created and revoked tokens.
+
+    Kept AUTHAPP_SECURITY_EVENT_RETENTION_DAYS (90) days. Page with `limit` and `before`;
+    400 `VALIDATION_ERROR` for a `before` that is none of your events.
+    """
+    account = await signed_in_account()
+    page = await audit.list_events(
+        state().db, account.user_id, before=query_args.before, limit=query_args.limit
+    )
+    events = [SecurityEventOut.model_validate(item, from_attributes=True) for item in page.events]
+    return SecurityEventsOut(
+        events=events, next_before=events[-1].id if page.more and events else None
+    )

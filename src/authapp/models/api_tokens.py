@@ -102,13 +102,13 @@ async def insert_api_token(
     return None if row is None else ApiToken(**row)
 
 
-async def delete_api_token(db: Connection, user_id: UUID, token_id: UUID) -> bool:
-    """Delete one token of the user; False when they have no such token."""
-    deleted = await db.fetch_val(
-        "DELETE FROM api_tokens WHERE id = :id AND user_id = :user_id RETURNING true",
+async def delete_api_token(db: Connection, user_id: UUID, token_id: UUID) -> str | None:
+    """Delete one token of the user; return its name, or None when they have no such token."""
+    name = await db.fetch_val(
+        "DELETE FROM api_tokens WHERE id = :id AND user_id = :user_id RETURNING name",
         {"id": token_id, "user_id": user_id},
     )
-    return bool(deleted)
+    return name if isinstance(name, str) else None
 
 
 async def delete_expired_tokens_of_user(db: Connection, user_id: UUID, now: datetime) -> None:

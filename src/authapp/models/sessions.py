@@ -136,11 +136,14 @@ async def update_session_authenticated(db: Connection, session_id: bytes, now: d
     )
 
 
-async def update_session_revoked(db: Connection, session_id: bytes, now: datetime) -> None:
-    await db.execute(
-        "UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL",
+async def update_session_revoked(db: Connection, session_id: bytes, now: datetime) -> UUID | None:
+    """Revoke a session; return its user, or None when there was no unrevoked session."""
+    user_id = await db.fetch_val(
+        """UPDATE sessions SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL
+        RETURNING user_id""",
         {"id": session_id, "now": now},
     )
+    return user_id if isinstance(user_id, UUID) else None
 
 
 async def update_session_revoked_by_public_id(

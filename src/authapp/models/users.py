@@ -10,7 +10,7 @@ import asyncpg
 from quart_db import Connection
 
 _COLUMNS = """id, email, password_hash, display_name, is_active, email_verified_at,
-              created_at, updated_at, last_login_at"""
+              created_at, updated_at, last_login_at, failed_logins, locked_until"""
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,8 @@ class User:
     created_at: datetime
     updated_at: datetime
     last_login_at: datetime | None
+    failed_logins: int
+    locked_until: datetime | None
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,95 @@ async def update_user_last_login(
                   last_login_at = :now, last_login_ip = CAST(:ip AS inet)
             WHERE id = :id""",
         {"id": user_id, "now": now, "ip": ip},
+    )
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """After `threshold` failed passwords in a row the account is locked for `delay` seconds,
+    doubled per further failure, at most `max_delay`."""
+
+    threshold: int
+    delay: int
+    max_delay: int
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A password attempt, counted as failed until the password proves right."""
+
+    failed_logins: int
+    locked_until: datetime | None
+
+
+@dataclass(frozen=True)
+class CountedAttempt:
+    user: User  # as it was before this attempt
+    attempt: Attempt | None  # None: the account is locked, and nothing was counted
+
+
+async def update_user_attempt_counted_by_email(
+    db: Connection, email: str, *, now: datetime, lockout: Lockout
+) -> CountedAttempt | None:
+    """The user with this email, with one more failed password counted; None for no user."""
+    return await _count_attempt(db, "lower(email) = lower(:key)", email, now, lockout)
+
+
+async def update_user_attempt_counted_by_id(
+    db: Connection, user_id: UUID, *, now: datetime, lockout: Lockout
+) -> CountedAttempt | None:
+    """The user with this id, with one more failed password counted; None for no user."""
+    return await _count_attempt(db, "id = :key", user_id, now, lockout)
+
+
+async def _count_attempt(
+    db: Connection, where: str, key: object, now: datetime, lockout: Lockout
+) -> CountedAttempt | None:
+    """Find the user and count an attempt, before its hash is checked, in one statement, so
+    concurrent attempts each count and none slips past a lock; unless already locked, lock
+    from the threshold on.
+
+    Run it in a transaction: the commit then does not wait for the disk (a crash may forget a
+    few counts), so a known email answers as fast as an unknown one, which only reads.
+    """
+    await db.execute("SET LOCAL synchronous_commit TO OFF")
+    row = await db.fetch_first(
+        f"""WITH target AS (
+                SELECT {_COLUMNS} FROM users WHERE {where}
+            ), counted AS (
+                UPDATE users u
+                   SET failed_logins = u.failed_logins + 1,
+                       locked_until = CASE
+                           WHEN u.failed_logins + 1 < :threshold THEN NULL
+                           ELSE CAST(:now AS timestamptz) + make_interval(secs => least(
+                               CAST(:max_delay AS double precision),
+                               CAST(:delay AS double precision)
+                                   * power(2, least(u.failed_logins + 1 - :threshold, 40))))
+                       END
+                  FROM target
+                 WHERE u.id = target.id AND (u.locked_until IS NULL OR u.locked_until <= :now)
+             RETURNING u.failed_logins AS attempt_failed_logins,
+                       u.locked_until AS attempt_locked_until
+            )
+            SELECT * FROM target LEFT JOIN counted ON true""",  # noqa: S608 (fixed fragments)
+        {"key": key, "now": now, "threshold": lockout.threshold, "delay": lockout.delay,
+         "max_delay": lockout.max_delay},
+    )  # fmt: skip
+    if row is None:
+        return None
+    values = dict(row)
+    failed_logins = values.pop("attempt_failed_logins")
+    locked_until = values.pop("attempt_locked_until")
+    attempt = None if failed_logins is None else Attempt(failed_logins, locked_until)
+    return CountedAttempt(User(**values), attempt)
+
+
+async def update_user_attempts_cleared(db: Connection, user_id: UUID) -> None:
+    """The password proved right (or was reset): the failures before it are forgiven."""
+    await db.execute(
+        """UPDATE users SET failed_logins = 0, locked_until = NULL
+            WHERE id = :id AND (failed_logins > 0 OR locked_until IS NOT NULL)""",
+        {"id": user_id},
     )
 
 
