@@ -56,13 +56,17 @@ def stop(process: subprocess.Popen[bytes]) -> str:
 
 @contextmanager
 def hypercorn(
-    database_url: str, instance_path: Path, smtp_url: str, **settings: str
+    database_url: str,
+    instance_path: Path,
+    smtp_url: str,
+    output: list[str] | None = None,
+    **settings: str,
 ) -> Iterator[str]:
     """hypercorn with the repository's hypercorn.toml on a free port; yields its base URL.
 
     Mail goes to `smtp_url`; links in it start with the server's own URL unless
     AUTHAPP_BASE_URL is given. `settings` are extra AUTHAPP_* variables; everything else is
-    production's defaults.
+    production's defaults. What the server printed is appended to `output` once it stops.
     """
     port = free_port()
     env = clean_env(
@@ -82,4 +86,6 @@ def hypercorn(
         wait_until_serving(process, port)
         yield f"http://127.0.0.1:{port}"
     finally:
-        stop(process)
+        printed = stop(process)
+        if output is not None:
+            output.append(printed)

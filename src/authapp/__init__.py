@@ -12,7 +12,7 @@ from typing import Any
 from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, Response, request
 
-from .blueprints import api, auth, docs, protected
+from .blueprints import api, auth, docs, health, protected
 from .config import ConfigError, Settings, load_settings, with_development_secret
 from .embedded import start_embedded_postgres
 from .errors import register_error_handlers
@@ -67,7 +67,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     )
     init_extensions(app, settings)
     init_mail(app, settings)
-    for blueprint in (auth.bp, protected.bp, api.bp, docs.bp):
+    for blueprint in (auth.bp, protected.bp, api.bp, docs.bp, health.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     init_templating(app, settings)
