@@ -198,6 +198,7 @@ async def test_a_connection_lost_mid_request_is_a_503_and_the_pool_heals(
 
 async def _waiting_backend(admin: Any) -> int:
     for _ in range(100):
+        await admin.execute("SELECT pg_stat_clear_snapshot()")  # a new look each time
         pid = await admin.fetchval(
             """SELECT pid FROM pg_stat_activity
                 WHERE datname = current_database() AND wait_event_type = 'Lock'"""
