@@ -140,11 +140,12 @@ class Database:
                 await self._start()
             except _UNAVAILABLE:
                 self._start_problem = _unreachable_reason()
-            except Exception as error:
-                # A migration that fails: not ready, and said loudly, but still serving 503s.
+            except Exception:
+                # A migration that fails: not ready, and said loudly (in the log, not to the
+                # public /readyz), but still serving 503s.
                 log.exception("database start-up failed")
                 self._start_problem = ErrorDetail(
-                    field="migrations", message=f"Migrating failed: {error!r}.",
+                    field="migrations", message="A migration failed: the log says which.",
                     type="migrations_failed",
                 )  # fmt: skip
                 delay = START_RETRY_MAX_DELAY
