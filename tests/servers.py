@@ -6,10 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -30,11 +32,15 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def wait_until_serving(process: subprocess.Popen[bytes], port: int, seconds: float = 60) -> None:
+def wait_until_serving(
+    process: subprocess.Popen[bytes], port: int, seconds: float = 60, log: IO[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
+            output = (
+                read_log(log) if log else process.stdout.read().decode() if process.stdout else ""
+            )
             pytest.fail(f"the server exited with {process.returncode}:\n{output}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1).status_code == 200:
@@ -51,7 +57,12 @@ def stop(process: subprocess.Popen[bytes]) -> str:
     except subprocess.TimeoutExpired:
         process.kill()
         output, _ = process.communicate()
-    return output.decode()
+    return (output or b"").decode()
+
+
+def read_log(log: IO[bytes]) -> str:
+    log.seek(0)
+    return log.read().decode()
 
 
 @contextmanager
@@ -68,7 +79,7 @@ def hypercorn(
 
     Mail goes to `smtp_url`; links in it start with the server's own URL unless
     AUTHAPP_BASE_URL is given. `settings` are extra AUTHAPP_* variables; everything else is
-    production's defaults. `args` go to hypercorn; `output` receives its output when it stops.
+    production's defaults. What the server printed is appended to `output` once it stops.
     """
     port = free_port()
     env = clean_env(
@@ -79,15 +90,17 @@ def hypercorn(
         AUTHAPP_MAIL_RETRY_DELAY="0",
         **{"AUTHAPP_BASE_URL": f"http://127.0.0.1:{port}", **settings},
     )
-    process = subprocess.Popen(
-        [BIN / "hypercorn", "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{port}",
-         *args, "authapp:create_app()"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        wait_until_serving(process, port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        text = stop(process)
-        if output is not None:
-            output.append(text)
+    # A file, not a pipe: a server that logs more than a pipe holds would block on writing.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [BIN / "hypercorn", "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{port}",
+             *args, "authapp:create_app()"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_until_serving(process, port, log=log)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop(process)
+            if output is not None:
+                output.append(read_log(log))

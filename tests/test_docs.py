@@ -53,7 +53,7 @@ SECURITY = {
     ("/api/me/password", "post"): [SESSION],
     ("/api/me/email", "post"): [SESSION],
     ("/api/auth/reauth", "post"): [SESSION],
-    ("/api/auth/logout", "post"): [SESSION],
+    ("/api/auth/logout", "post"): [SESSION, {}],  # 204 without a session too
     ("/api/sessions/revoke-others", "post"): [SESSION],
     ("/api/sessions/revoke-all", "post"): [SESSION],
     ("/api/tokens", "post"): [SESSION],

@@ -12,7 +12,7 @@ from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, Response, request
 
 from .audit import init_audit
-from .blueprints import api, auth, docs, protected
+from .blueprints import api, auth, docs, health, protected
 from .config import ConfigError, Settings, load_settings, with_development_secret
 from .context import RequestContextMiddleware
 from .embedded import start_embedded_postgres
@@ -71,7 +71,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app_state = init_extensions(app, settings)
     init_mail(app, settings)
     init_audit(app, app_state.db, settings)
-    for blueprint in (auth.bp, protected.bp, api.bp, docs.bp):
+    for blueprint in (auth.bp, protected.bp, api.bp, docs.bp, health.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     init_templating(app, settings)

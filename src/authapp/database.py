@@ -1,8 +1,10 @@
-"""The database: pool connections per unit of work, migrations, and where migrations live."""
+"""The database: pool connections per unit of work, a start-up that outlives an outage,
+readiness, and where migrations live."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,27 +14,52 @@ from typing import cast
 import asyncpg
 from quart_db import Connection, QuartDB
 
-from .errors import APIError
+from .errors import APIError, ErrorDetail
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+# While the database is down, start-up is tried again after 0.5 s, doubling up to this.
+START_RETRY_MAX_DELAY = 5.0
 
-# Errors that mean "the database cannot be reached", as opposed to a wrong query.
+# Errors that mean "the database cannot be reached, or cannot serve now", not a wrong query.
 _UNAVAILABLE = (
-    OSError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.AdminShutdownError,
+    OSError,  # refused, reset, unreachable, unknown host
+    TimeoutError,  # a connect or a statement past AUTHAPP_DB_COMMAND_TIMEOUT
+    asyncpg.exceptions.PostgresConnectionError,  # 08xxx: the connection failed or is gone
+    asyncpg.exceptions.OperatorInterventionError,  # 57xxx: shutting down, starting, cancelled
+    asyncpg.exceptions.InsufficientResourcesError,  # 53xxx: too many connections, disk full
 )
 
 
-def unavailable() -> APIError:
+class _OneLineOutageWarnings(logging.Filter):
+    """asyncpg's pool logs a whole traceback each time it fails to reconnect during an outage
+    (every few seconds, for as long as it lasts); the error in one line says as much."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, _UNAVAILABLE):
+            record.msg = f"{record.getMessage()}: {error!r}"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _quiet_asyncpg_outage_warnings() -> None:
+    pool_log = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(each, _OneLineOutageWarnings) for each in pool_log.filters):
+        pool_log.addFilter(_OneLineOutageWarnings())
+
+
+def unavailable(
+    message: str = "The database is unavailable. Try again shortly.",
+    reason: ErrorDetail | None = None,
+) -> APIError:
     return APIError(
         503,
         "SERVICE_UNAVAILABLE",
-        "The database is unavailable. Try again shortly.",
+        message,
+        details=None if reason is None else [reason],
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
@@ -48,20 +75,99 @@ def migrations_path() -> Path:
     raise RuntimeError(f"authapp's migrations are missing (looked in {packaged} and {checkout})")
 
 
+def latest_migration() -> int:
+    """The number of the newest migration this release ships."""
+    return max(int(path.stem) for path in migrations_path().glob("*.py") if path.stem.isdigit())
+
+
+def _connection_lost(connection: Connection) -> bool:
+    raw = getattr(connection, "_connection", None)  # quart-db's wrapper around asyncpg's
+    return raw is not None and bool(raw.is_closed())
+
+
 class Database:
     """Hands out pool connections for short units of work, with a bounded wait.
 
     Requests take a connection only while they run SQL (never while hashing a password), so
-    a request that needs no database (docs, 429s) never waits on the pool.
+    a request that needs no database (docs, health, 429s) never waits on the pool. While the
+    database is unreachable, every unit of work is a 503 SERVICE_UNAVAILABLE, and the pool
+    reconnects by itself when it is back.
+
+    It also takes over quart-db's start-up: quart-db refuses to serve when the database is
+    down at start; this serves 503s instead and finishes starting (migrations, then the
+    pool) in the background as soon as the database answers.
     """
 
     def __init__(self, quart_db: QuartDB, acquire_timeout: float) -> None:
         self.quart_db = quart_db
         self.acquire_timeout = acquire_timeout
         self.acquisitions = 0  # how many connections were handed out; for tests and metrics
+        self.started = False
+        self._start_problem: ErrorDetail | None = None
+        self._starting: asyncio.Task[None] | None = None
+        _quiet_asyncpg_outage_warnings()
+        app = quart_db._app
+        for hooks, theirs, ours in (
+            (app.before_serving_funcs, quart_db.before_serving, self.start),
+            (app.after_serving_funcs, quart_db.after_serving, self.stop),
+        ):
+            hooks[hooks.index(theirs)] = ours
+
+    # --- serving ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Migrate and open the pool; if the database cannot be reached, keep trying."""
+        try:
+            await self._start()
+        except _UNAVAILABLE as error:
+            log.warning(
+                "database unreachable at start-up (%r): answering 503 until it is back", error
+            )
+            self._start_problem = _unreachable_reason()
+            self._starting = asyncio.create_task(self._keep_starting())
+
+    async def _start(self) -> None:
+        await self.quart_db.before_serving()  # a new backend, the migrations, then the pool
+        self.started = True
+        self._start_problem = None
+
+    async def _keep_starting(self) -> None:
+        delay = 0.5
+        while not self.started:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, START_RETRY_MAX_DELAY)
+            try:
+                await self._start()
+            except _UNAVAILABLE:
+                self._start_problem = _unreachable_reason()
+            except Exception:
+                # A migration that fails: not ready, and said loudly (in the log, not to the
+                # public /readyz), but still serving 503s.
+                log.exception("database start-up failed")
+                self._start_problem = ErrorDetail(
+                    field="migrations", message="A migration failed: the log says which.",
+                    type="migrations_failed",
+                )  # fmt: skip
+                delay = START_RETRY_MAX_DELAY
+        log.info("database reachable: start-up finished")
+
+    async def stop(self) -> None:
+        if self._starting is not None:
+            self._starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starting
+        if self.started:
+            try:
+                await self.quart_db.after_serving()
+            except _UNAVAILABLE as error:
+                log.warning("closing the database pool failed: %r", error)
+
+    # --- units of work ---------------------------------------------------------------------
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
+        if not self.started:
+            raise unavailable()
         try:
             async with asyncio.timeout(self.acquire_timeout):
                 connection = await self.quart_db.acquire()
@@ -69,21 +175,55 @@ class Database:
             log.warning("no database connection free within %.1fs", self.acquire_timeout)
             raise unavailable() from None
         except _UNAVAILABLE as error:
-            log.warning("database unreachable: %s", error)
+            log.warning("database unreachable: %r", error)
             raise unavailable() from None
         self.acquisitions += 1
         try:
             yield connection
-        except _UNAVAILABLE as error:
-            log.warning("database connection lost: %s", error)
+        except Exception as error:
+            # A closed connection fails with whatever it was doing (asyncpg's InterfaceError
+            # among them): an outage, not a bug, whatever the exception's type.
+            if not isinstance(error, _UNAVAILABLE) and not _connection_lost(connection):
+                raise
+            log.warning("database connection lost mid-request: %r", error)
             raise unavailable() from None
         finally:
-            await self.quart_db.release(connection)
+            await self._release(connection)
+
+    async def _release(self, connection: Connection) -> None:
+        try:
+            async with asyncio.timeout(self.acquire_timeout):
+                await self.quart_db.release(connection)
+        except (*_UNAVAILABLE, asyncpg.exceptions.InterfaceError) as error:
+            # asyncpg has terminated the connection; the pool opens a new one when needed.
+            log.warning("releasing a database connection failed: %r", error)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self.connection() as connection, connection.transaction():
             yield connection
+
+    # --- health ----------------------------------------------------------------------------
+
+    async def check_ready(self) -> None:
+        """Raise a 503 naming the reason unless the database answers and is fully migrated."""
+        if not self.started:
+            raise unavailable(
+                "The database is not ready.", self._start_problem or _unreachable_reason()
+            )
+        try:
+            async with self.connection() as connection:
+                version = await connection.fetch_val("SELECT version FROM schema_migration")
+        except APIError as error:
+            raise unavailable("The database is not ready.", _unreachable_reason()) from error
+        wanted = latest_migration()
+        if version is None or version < wanted:
+            reason = ErrorDetail(
+                field="migrations",
+                message=f"The database is at migration {version}; this release needs {wanted}.",
+                type="migrations_pending",
+            )
+            raise unavailable("The database is not ready.", reason)
 
     async def migrate_now(self) -> int:
         """Apply pending migrations outside serving and return the schema version.
@@ -98,3 +238,9 @@ class Database:
             return int(cast(int, version))
         finally:
             await backend._release_migration_connection(connection)
+
+
+def _unreachable_reason() -> ErrorDetail:
+    return ErrorDetail(
+        field="database", message="The database cannot be reached.", type="database_unavailable"
+    )

@@ -29,6 +29,8 @@ HTTP_CODES = {
     500: ("INTERNAL_ERROR", "Something went wrong on our side."),
     503: ("SERVICE_UNAVAILABLE", "The service is unavailable. Try again shortly."),
 }
+# Answered in JSON whatever the client accepts.
+HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 # Headings of the error pages browsers see.
 PAGE_TITLES = {
     400: "That did not work",
@@ -85,6 +87,8 @@ def validation_error(field: str, message: str, type_: str) -> APIError:
 def wants_json() -> bool:
     """API paths answer JSON; elsewhere JSON when the client prefers it over HTML."""
     if request.path == "/api" or request.path.startswith(("/api/", "/openapi")):
+        return True
+    if request.path in HEALTH_PATHS:  # probes send any Accept and read the JSON reason
         return True
     accept = request.accept_mimetypes
     return accept.best_match(["text/html", "application/json"]) == "application/json"

@@ -19,7 +19,7 @@ from quart_auth import (
     logout_user,
 )
 from quart_db import QuartDB
-from quart_schema import QuartSchema
+from quart_schema import DataSource, QuartSchema
 from quart_schema.openapi import OpenAPIProvider
 
 from .accounts import authenticate
@@ -44,7 +44,14 @@ from .tokens import SCOPES
 
 
 class AuthappOpenAPIProvider(OpenAPIProvider):
-    """quart-schema's spec builder, taught that a NoContent answer (204) has no body."""
+    """quart-schema's spec builder, taught that a NoContent answer (204) has no body and that
+    a route with a request model refuses a request without its body."""
+
+    def build_request_body(
+        self, model: Any, source: DataSource
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        body, definitions = super().build_request_body(model, source)
+        return {**body, "required": True}, definitions
 
     def build_response_object(
         self, model: Any, headers_model: Any

@@ -1,4 +1,4 @@
-"""The request class: a strict JSON body parser, so bad bodies are clear 400s and never 500s."""
+"""The request class: strict JSON and form parsing, so bad bodies are clear 400s and never 500s."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from typing import Any, cast
 
 from quart import Request
+from werkzeug.datastructures import MultiDict
 
 from .errors import APIError
 
@@ -75,3 +76,11 @@ class AuthappRequest(Request):
             raise _bad_body("MALFORMED_JSON", "The body is not valid JSON.") from None
         _check_tree(result)
         return result
+
+    async def _load_form_data(self) -> None:
+        """Parse a form as Quart does, refusing NUL characters as the JSON parser does: no
+        field of ours may hold one, and PostgreSQL text cannot."""
+        await super()._load_form_data()
+        form = cast(MultiDict[str, str], self._form)
+        if any("\x00" in key or "\x00" in value for key, value in form.items(multi=True)):
+            raise _bad_body("INVALID_BODY", "The form contains a NUL character.")

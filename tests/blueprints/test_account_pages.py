@@ -100,7 +100,7 @@ async def test_changing_the_display_name(signed_in: Client, app: Quart) -> None:
 @pytest.mark.parametrize(
     ("display_name", "message"),
     [("", "required"), ("   ", "required"), ("x" * 101, "at most 100"),
-     ("a\x00b", "control characters"), ("\u202eevil", "control characters")],
+     ("a\x01b", "control characters"), ("\u202eevil", "control characters")],
 )  # fmt: skip
 async def test_a_bad_display_name_is_refused_by_field(
     signed_in: Client, app: Quart, display_name: str, message: str

@@ -136,7 +136,7 @@ async def test_revoking_a_token_that_is_not_there_says_so(signed_in: Client) -> 
         ({"name": ""}, "name", "This field is required."),
         ({"name": "   "}, "name", "This field is required."),
         ({"name": "x" * 101}, "name", "at most 100"),
-        ({"name": "a\x00b"}, "name", "control characters"),
+        ({"name": "a\x01b"}, "name", "control characters"),
         ({"expires_in_days": "1000"}, "expires_in_days", "between 1 and 365 days"),
         ({"expires_in_days": "soon"}, "expires_in_days", "valid integer"),
     ],

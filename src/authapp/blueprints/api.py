@@ -45,7 +45,8 @@ from ..tokens import Scope
 # init_extensions), with credentials, so a trusted front end elsewhere may call the API.
 bp = cors(Blueprint("api", __name__, url_prefix="/api"))
 
-SESSION: list[dict[str, list[str]]] = [{"sessionCookie": []}]
+# Signing out takes the session cookie, and answers 204 without one too: `{}` says it is optional.
+SESSION_IF_ANY: list[dict[str, list[str]]] = [{"sessionCookie": []}, {}]
 
 
 class UserOut(BaseModel):
@@ -146,7 +147,7 @@ async def login(data: LoginIn) -> UserOut:
 @bp.post("/auth/logout")
 @rate_exempt
 @tag(["auth"])
-@security_scheme(SESSION)
+@security_scheme(SESSION_IF_ANY)
 @document_response(NoContent, 204)
 async def logout() -> tuple[str, int]:
     """Sign out: revokes the session on the server and clears the cookie (204 also without one)."""
