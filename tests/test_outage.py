@@ -124,7 +124,7 @@ def test_the_database_stops_and_starts_under_running_servers(
     it lasts and serve again when the database is back, neither restarted."""
     output: list[str] = []
     with (
-        hypercorn(postgres.url, tmp_path / "a", smtp_server.url, output) as running,
+        hypercorn(postgres.url, tmp_path / "a", smtp_server.url, output=output) as running,
         httpx.Client(base_url=running, timeout=30) as http,
     ):
         cookie = sign_in(http)
@@ -151,7 +151,7 @@ def test_the_database_stops_and_starts_under_running_servers(
         assert http.get("/docs").status_code == 200
 
         with (
-            hypercorn(postgres.url, tmp_path / "b", smtp_server.url, output) as late,
+            hypercorn(postgres.url, tmp_path / "b", smtp_server.url, output=output) as late,
             httpx.Client(base_url=late, timeout=30) as late_http,
         ):
             # Started while the database is down: it serves, and says why it is not ready.

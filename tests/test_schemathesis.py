@@ -72,8 +72,9 @@ def fuzz_server(
         database_url,
         instance,
         smtp_server.url,
-        output,
+        output=output,
         AUTHAPP_RATE_LIMIT_ENABLED="false",  # the fuzzer signs in and writes far past any limit
+        AUTHAPP_LOCKOUT_THRESHOLD="1000000",  # and sends wrong passwords far past a lockout
         AUTHAPP_COOKIE_SECURE="false",  # so the cookie travels over the test's plain http
     ) as base:
         yield base
