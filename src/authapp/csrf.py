@@ -1,4 +1,5 @@
-"""CSRF for forms: a synchronizer token bound to the visitor, signed with a time limit.
+"""CSRF for forms: a synchronizer token bound to the visitor, signed with a time limit; and
+for the JSON API, a refusal of state-changing calls that a browser made from another site.
 
 The visitor's signed cookie session keeps a random secret; each form carries that secret
 signed by itsdangerous with the time it was made (Flask-WTF's design, which does not run on
@@ -16,6 +17,7 @@ from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from quart import current_app, request, session
 
 from .errors import APIError
+from .state import state
 
 FIELD = "csrf_token"
 _SESSION_KEY = "csrf"
@@ -70,3 +72,25 @@ async def check_csrf() -> None:
         and hmac.compare_digest(secret.encode(), expected.encode())
     ):
         raise _refuse("This form could not be verified. Reload the page and try again.")
+
+
+async def check_api_origin() -> None:
+    """Refuse a state-changing API call that a browser sent from another site with our cookie.
+
+    JSON bodies need a CORS preflight, which only AUTHAPP_CORS_ORIGINS pass, but a body-less
+    POST (sign out, sign out everywhere) is a "simple" request any page can send, and SameSite
+    lets a sibling subdomain's page send the cookie along. Browsers say where a request comes
+    from (`Sec-Fetch-Site`, `Origin`); programs such as curl say nothing and are let through, and
+    a bearer token is no ambient credential, so it needs no check.
+    """
+    if request.method in SAFE_METHODS or request.headers.get("Authorization"):
+        return
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        own = {request.host_url.rstrip("/"), state().settings.base_url or ""}
+        trusted = own | set(current_app.config["QUART_CORS_ALLOW_ORIGIN"])
+        if origin.rstrip("/") in trusted:
+            return
+        raise APIError(400, "CSRF_FAILED", "This request came from another site.")
+    if request.headers.get("Sec-Fetch-Site", "none") not in {"same-origin", "none"}:
+        raise APIError(400, "CSRF_FAILED", "This request came from another site.")

@@ -174,7 +174,8 @@ async def handle_http_exception(error: HTTPException) -> Response:
 
 
 async def handle_unexpected(error: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
+    # The endpoint, not the path: a mailed link's path holds its token.
+    log.exception("unhandled error on %s %s", request.method, request.endpoint, exc_info=error)
     return await render_error(APIError(500, *HTTP_CODES[500]))
 
 

@@ -23,6 +23,7 @@ from quart_schema import (
 
 from .. import accounts, audit, lifecycle, sessions, tokens
 from ..audit import EventKind
+from ..csrf import check_api_origin
 from ..errors import documents_errors
 from ..extensions import mail_after_answer, public_base_url, sign_in, sign_out
 from ..guards import auth_required, signed_in_account, signed_in_session
@@ -44,6 +45,7 @@ from ..tokens import Scope
 # Cross-origin callers: only the origins in AUTHAPP_CORS_ORIGINS (none by default; see
 # init_extensions), with credentials, so a trusted front end elsewhere may call the API.
 bp = cors(Blueprint("api", __name__, url_prefix="/api"))
+bp.before_request(check_api_origin)
 
 # Signing out takes the session cookie, and answers 204 without one too: `{}` says it is optional.
 SESSION_IF_ANY: list[dict[str, list[str]]] = [{"sessionCookie": []}, {}]
