@@ -78,6 +78,22 @@ def test_hypercorn_serves_the_whole_session_over_http(app: Quart, server: tuple[
         assert http.get("/api/me", headers={"Cookie": cookie}).status_code == 401
 
 
+def test_hypercorn_refuses_oversized_headers(app: Quart, server: tuple[str, str]) -> None:
+    """hypercorn.toml caps the request line and headers at 16 KiB (h11_max_incomplete_size)."""
+    base, _ = server
+    with httpx.Client(base_url=base, timeout=30) as http:
+        refused = http.get("/api/me", headers={"X-Padding": "x" * 20_000})
+        assert refused.status_code == 431
+        assert refused.json()["code"] == "HEADERS_TOO_LARGE"
+        try:  # beyond what arrives in one read, h11 itself may drop the connection
+            huge = http.get("/api/me", headers={"X-Padding": "x" * 100_000}).status_code
+        except httpx.RemoteProtocolError:
+            huge = None
+        assert huge in {None, 431}
+        assert http.get("/api/me", headers={"X-Padding": "x" * 8_000}).status_code == 401
+        assert http.get("/healthz").status_code == 200  # still serving
+
+
 def test_hypercorn_toml_has_only_real_settings() -> None:
     """Hypercorn ignores unknown keys silently, so a typo would quietly do nothing."""
     settings = tomllib.loads((ROOT / "hypercorn.toml").read_text())

@@ -22,7 +22,7 @@ from .logs import configure_logging
 from .mail import init_mail
 from .state import state
 from .templating import init_templating
-from .wrappers import AuthappRequest
+from .wrappers import AuthappRequest, refuse_oversized_headers
 
 __all__ = ["ConfigError", "create_app"]
 
@@ -76,6 +76,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     register_error_handlers(app)
     init_templating(app, settings)
 
+    app.before_request(refuse_oversized_headers)
     app.after_request(add_security_headers)
     # Every line logged while serving a request carries its id; events know its client.
     app.asgi_app = RequestContextMiddleware(app.asgi_app)  # type: ignore[method-assign]

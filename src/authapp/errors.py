@@ -40,6 +40,7 @@ PAGE_TITLES = {
     405: "Not allowed here",
     413: "Too much at once",
     429: "Slow down",
+    431: "Too much at once",
     500: "Something went wrong",
     503: "Back in a moment",
 }
