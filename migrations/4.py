@@ -27,7 +27,8 @@ async def migrate(connection: Any) -> None:
         );
 
         -- A user's page, newest first; and the retention sweep over everyone's old rows.
-        CREATE INDEX security_events_user_idx ON security_events (user_id, created_at DESC, seq DESC);
+        CREATE INDEX security_events_user_idx
+            ON security_events (user_id, created_at DESC, seq DESC);
         CREATE INDEX security_events_created_at_idx ON security_events (created_at);
         """
     )
