@@ -190,7 +190,10 @@ class _Sink:
 
 @contextmanager
 def server(
-    database_url: str, workers: int, worker_class: str | None = None
+    database_url: str,
+    workers: int,
+    worker_class: str | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """Hypercorn with the repository's hypercorn.toml, production settings, mail to a sink."""
     sink_port = _free_port()
@@ -206,6 +209,7 @@ def server(
         "AUTHAPP_BASE_URL": f"http://{HOST}:{port}",
         "AUTHAPP_RATE_LIMIT_ENABLED": "false",  # the bench is one address hammering one account
         "AUTHAPP_LOG_LEVEL": "WARNING",
+        **{f"AUTHAPP_{name.upper()}": value for name, value in (settings or {}).items()},
     }
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
@@ -343,15 +347,23 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seconds", type=float, default=8.0, help="measured time per scenario")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an AUTHAPP_ setting for the server, e.g. --set DB_POOL_MAX_SIZE=20",
+    )
+    parser.add_argument(
         "--worker-class", default=None, help="override hypercorn.toml's (asyncio, uvloop)"
     )
     args = parser.parse_args()
 
+    settings = dict(item.split("=", 1) for item in args.set)
     verify = argon2_verify_seconds()
     cores = os.cpu_count() or 1
     with (
         database() as database_url,
-        server(database_url, args.workers, args.worker_class) as (
+        server(database_url, args.workers, args.worker_class, settings) as (
             port,
             process,
         ),
