@@ -59,12 +59,20 @@ async def sign_in_from(app: Quart, address: str = "192.0.2.10", user_agent: str 
 
 
 async def api_client(
-    app: Quart, email: str = "alice@example.com", user_agent: str = FIREFOX
+    app: Quart,
+    email: str = "alice@example.com",
+    user_agent: str = FIREFOX,
+    *,
+    remember: bool = False,
+    address: str | None = None,
 ) -> Client:
-    """Another device, signed in through the JSON API."""
+    """Another device, signed in through the JSON API (from `address`, if given)."""
     client = app.test_client()
-    login = {"email": email, "password": PASSWORD}
-    response = await client.post("/api/auth/login", json=login, headers={"User-Agent": user_agent})
+    login = {"email": email, "password": PASSWORD, "remember": remember}
+    where = {"scope_base": {"client": (address, 40000)}} if address else {}
+    response = await client.post(
+        "/api/auth/login", json=login, headers={"User-Agent": user_agent}, **where
+    )
     assert response.status_code == 200
     return client
 

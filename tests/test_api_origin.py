@@ -9,7 +9,8 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from tests.conftest import PASSWORD, fetch_val
+from tests.conftest import fetch_val
+from tests.forms import api_client
 
 CROSS_SITE = [
     {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
@@ -35,8 +36,7 @@ async def live_sessions(app: Quart) -> int:
 async def test_a_cross_site_call_changes_nothing(
     signed_in: Client, app: Quart, headers: dict[str, str], method: str, path: str, body: Any
 ) -> None:
-    other = app.test_client()
-    await other.post("/api/auth/login", json={"email": "alice@example.com", "password": PASSWORD})
+    await api_client(app)  # a second session, which a forged revoke-others would end
     response = await signed_in.open(path, method=method, json=body, headers=headers)
     assert response.status_code == 400
     error = await response.get_json()

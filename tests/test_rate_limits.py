@@ -18,6 +18,7 @@ from quart.typing import TestClientProtocol as Client
 from authapp import create_app
 from authapp.models.users import User
 from tests.conftest import PASSWORD, app_state, settings_for
+from tests.forms import api_client
 from tests.mailbox import SmtpServer
 from tests.servers import hypercorn
 
@@ -246,11 +247,7 @@ async def test_changes_are_limited_per_address_across_accounts(
     statuses = []
     for name in ("ann", "bob", "cy"):
         await make_user(email=f"{name}@example.com")
-        client = app.test_client()
-        login = await client.post(
-            "/api/auth/login", json={"email": f"{name}@example.com", "password": PASSWORD}
-        )
-        assert login.status_code == 200
+        client = await api_client(app, f"{name}@example.com")
         statuses.append((await client.patch("/api/me", json={"display_name": name})).status_code)
     assert statuses == [200, 200, 429]
 

@@ -13,9 +13,9 @@ from quart.typing import TestClientProtocol as Client
 from authapp.guards import GUARD_ATTRIBUTE
 from authapp.models.users import User
 from tests.conftest import PASSWORD, Clock, fetch_val
+from tests.forms import api_client
 
 MakeUser = Callable[..., Awaitable[User]]
-FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 SAFARI = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
@@ -25,21 +25,6 @@ SESSION_FIELDS = {
     "id", "created_at", "last_seen_at", "ip", "last_seen_ip", "device", "remember",
     "expires_at", "current",
 }  # fmt: skip
-
-
-async def sign_in(
-    app: Quart, user_agent: str = FIREFOX, remember: bool = False, email: str = "alice@example.com"
-) -> Client:
-    """A new client (a new browser) signed in as alice."""
-    client = app.test_client()
-    response = await client.post(
-        "/api/auth/login",
-        json={"email": email, "password": PASSWORD, "remember": remember},
-        headers={"User-Agent": user_agent},
-        scope_base={"client": (SIGN_IN_ADDRESS, 40000)},
-    )
-    assert response.status_code == 200
-    return client
 
 
 async def status_of_me(client: Client) -> int:
@@ -61,8 +46,8 @@ async def alice(make_user: MakeUser) -> User:
 async def test_the_list_shows_each_live_session_and_which_is_current(
     app: Quart, alice: User
 ) -> None:
-    laptop = await sign_in(app, FIREFOX)
-    await sign_in(app, SAFARI, remember=True)
+    laptop = await api_client(app, address=SIGN_IN_ADDRESS)
+    await api_client(app, user_agent=SAFARI, remember=True)
     listed = await sessions_of(laptop)
     assert [set(item) for item in listed] == [SESSION_FIELDS, SESSION_FIELDS]
     by_device = {item["device"]: item for item in listed}
@@ -82,16 +67,16 @@ async def test_the_list_leaves_out_dead_sessions_and_other_users(
     app: Quart, alice: User, make_user: MakeUser
 ) -> None:
     await make_user(email="bob@example.com")
-    laptop = await sign_in(app)
-    await sign_in(app, email="bob@example.com")
-    signed_out = await sign_in(app, SAFARI)
+    laptop = await api_client(app)
+    await api_client(app, "bob@example.com")
+    signed_out = await api_client(app, user_agent=SAFARI)
     await signed_out.post("/api/auth/logout")
     assert [item["device"] for item in await sessions_of(laptop)] == ["Firefox on Linux"]
 
 
 async def test_revoking_one_session_ends_only_that_one(app: Quart, alice: User) -> None:
-    laptop = await sign_in(app, FIREFOX)
-    phone = await sign_in(app, SAFARI)
+    laptop = await api_client(app)
+    phone = await api_client(app, user_agent=SAFARI)
     phone_id = next(item["id"] for item in await sessions_of(laptop) if not item["current"])
     response = await laptop.delete(f"/api/sessions/{phone_id}")
     assert response.status_code == 204
@@ -106,9 +91,9 @@ async def test_nobody_revokes_another_users_session(
     app: Quart, alice: User, make_user: MakeUser
 ) -> None:
     await make_user(email="bob@example.com")
-    bob = await sign_in(app, email="bob@example.com")
+    bob = await api_client(app, "bob@example.com")
     bob_id = (await sessions_of(bob))[0]["id"]
-    alice_client = await sign_in(app)
+    alice_client = await api_client(app)
     response = await alice_client.delete(f"/api/sessions/{bob_id}")
     assert response.status_code == 404
     assert (await response.get_json())["code"] == "SESSION_NOT_FOUND"
@@ -116,7 +101,7 @@ async def test_nobody_revokes_another_users_session(
 
 
 async def test_revoking_the_current_session_signs_this_client_out(app: Quart, alice: User) -> None:
-    laptop = await sign_in(app)
+    laptop = await api_client(app)
     current = (await sessions_of(laptop))[0]["id"]
     response = await laptop.delete(f"/api/sessions/{current}")
     assert response.status_code == 204
@@ -126,8 +111,11 @@ async def test_revoking_the_current_session_signs_this_client_out(app: Quart, al
 
 
 async def test_revoke_others_keeps_only_this_session(app: Quart, alice: User) -> None:
-    laptop = await sign_in(app)
-    others = [await sign_in(app, SAFARI), await sign_in(app, "curl/8.5.0")]
+    laptop = await api_client(app)
+    others = [
+        await api_client(app, user_agent=SAFARI),
+        await api_client(app, user_agent="curl/8.5.0"),
+    ]
     response = await laptop.post("/api/sessions/revoke-others")
     assert response.status_code == 200
     assert await response.get_json() == {"revoked": 2}
@@ -137,8 +125,11 @@ async def test_revoke_others_keeps_only_this_session(app: Quart, alice: User) ->
 
 
 async def test_revoke_all_ends_every_session_and_clears_the_cookie(app: Quart, alice: User) -> None:
-    laptop = await sign_in(app)
-    others = [await sign_in(app, SAFARI), await sign_in(app, "curl/8.5.0")]
+    laptop = await api_client(app)
+    others = [
+        await api_client(app, user_agent=SAFARI),
+        await api_client(app, user_agent="curl/8.5.0"),
+    ]
     response = await laptop.post("/api/sessions/revoke-all")
     assert response.status_code == 200
     assert await response.get_json() == {"revoked": 3}
@@ -148,7 +139,7 @@ async def test_revoke_all_ends_every_session_and_clears_the_cookie(app: Quart, a
 
 @pytest.mark.parametrize("session_id", ["not-a-uuid", "00000000-0000-4000-8000-000000000000"])
 async def test_an_unknown_session_id_is_404(app: Quart, alice: User, session_id: str) -> None:
-    laptop = await sign_in(app)
+    laptop = await api_client(app)
     response = await laptop.delete(f"/api/sessions/{session_id}")
     assert response.status_code == 404
     assert (await response.get_json())["code"] in {"NOT_FOUND", "SESSION_NOT_FOUND"}
@@ -160,7 +151,7 @@ async def test_an_unknown_session_id_is_404(app: Quart, alice: User, session_id:
 async def test_a_browser_session_ends_after_an_hour_idle(
     app: Quart, alice: User, clock: Clock
 ) -> None:
-    laptop = await sign_in(app)
+    laptop = await api_client(app)
     for _ in range(3):  # activity keeps it alive well past one idle period
         clock.advance(minutes=50)
         assert await status_of_me(laptop) == 200
@@ -171,7 +162,7 @@ async def test_a_browser_session_ends_after_an_hour_idle(
 async def test_a_remembered_session_idles_out_after_fourteen_days(
     app: Quart, alice: User, clock: Clock
 ) -> None:
-    phone = await sign_in(app, remember=True)
+    phone = await api_client(app, remember=True)
     clock.advance(days=13)
     assert await status_of_me(phone) == 200
     clock.advance(days=14, minutes=2)
@@ -182,7 +173,7 @@ async def test_a_remembered_session_idles_out_after_fourteen_days(
 async def test_activity_never_outlives_the_absolute_lifetime(
     app: Quart, alice: User, clock: Clock
 ) -> None:
-    laptop = await sign_in(app)
+    laptop = await api_client(app)
     clock.advance(minutes=20)
     assert await status_of_me(laptop) == 200
     clock.advance(minutes=20)
@@ -194,7 +185,7 @@ async def test_activity_never_outlives_the_absolute_lifetime(
 async def test_last_seen_is_written_at_most_once_a_minute(
     app: Quart, alice: User, clock: Clock
 ) -> None:
-    laptop = await sign_in(app)
+    laptop = await api_client(app, address=SIGN_IN_ADDRESS)
     signed_in_at = clock.now
     clock.advance(seconds=30)
     for _ in range(5):
@@ -239,8 +230,8 @@ async def test_a_stale_session_must_confirm_its_password_first(
     app: Quart, alice: User, clock: Clock, endpoint: str
 ) -> None:
     method, path, body = FRESH_ROUTES[endpoint]
-    laptop = await sign_in(app)
-    other = await sign_in(app, SAFARI)
+    laptop = await api_client(app)
+    other = await api_client(app, user_agent=SAFARI)
     clock.advance(minutes=14)
     await status_of_me(laptop)  # activity keeps a session alive, not fresh
     clock.advance(minutes=2)
@@ -261,7 +252,7 @@ async def test_a_stale_session_must_confirm_its_password_first(
 async def test_a_session_is_fresh_for_fifteen_minutes_after_sign_in(
     app: Quart, alice: User, clock: Clock
 ) -> None:
-    laptop = await sign_in(app)
+    laptop = await api_client(app)
     clock.advance(minutes=14)
     assert (await laptop.post("/api/sessions/revoke-others")).status_code == 200
     clock.advance(minutes=2)
@@ -270,13 +261,13 @@ async def test_a_session_is_fresh_for_fifteen_minutes_after_sign_in(
 
 @pytest.mark.settings(FRESHNESS=60)
 async def test_freshness_is_a_setting(app: Quart, alice: User, clock: Clock) -> None:
-    laptop = await sign_in(app)
+    laptop = await api_client(app)
     clock.advance(seconds=61)
     assert (await laptop.post("/api/sessions/revoke-others")).status_code == 401
 
 
 async def test_reauth_needs_the_right_password(app: Quart, alice: User, clock: Clock) -> None:
-    laptop = await sign_in(app)
+    laptop = await api_client(app)
     clock.advance(minutes=16)
     wrong = await laptop.post("/api/auth/reauth", json={"password": "not the password"})
     assert wrong.status_code == 400
@@ -289,8 +280,8 @@ async def test_reauth_needs_the_right_password(app: Quart, alice: User, clock: C
 
 
 async def test_reauth_refreshes_only_this_session(app: Quart, alice: User, clock: Clock) -> None:
-    laptop = await sign_in(app)
-    phone = await sign_in(app, SAFARI)
+    laptop = await api_client(app)
+    phone = await api_client(app, user_agent=SAFARI)
     clock.advance(minutes=16)
     assert (await laptop.post("/api/auth/reauth", json={"password": PASSWORD})).status_code == 204
     assert (await phone.post("/api/sessions/revoke-others")).status_code == 401
@@ -305,7 +296,7 @@ async def test_reauth_needs_a_session(client: Client, alice: User) -> None:
 
 @pytest.mark.settings(LOGIN_RATE_LIMIT_ACCOUNT="3/hour")
 async def test_reauth_tries_spend_the_accounts_login_budget(app: Quart, alice: User) -> None:
-    laptop = await sign_in(app)  # one sign-in: two tries left
+    laptop = await api_client(app)  # one sign-in: two tries left
     for _ in range(2):
         response = await laptop.post("/api/auth/reauth", json={"password": "wrong password!"})
         assert response.status_code == 400

@@ -17,6 +17,7 @@ from quart.typing import TestClientProtocol as Client
 from authapp.models.users import User
 from authapp.tokens import SCOPES
 from tests.conftest import PASSWORD, Clock, execute, fetch_val
+from tests.forms import api_client
 from tests.mailbox import Mailbox
 
 MakeUser = Callable[..., Awaitable[User]]
@@ -185,11 +186,7 @@ async def test_nobody_revokes_another_users_token(
 ) -> None:
     created = await create(signed_in)
     await make_user(email="bob@example.com")
-    bob = app.test_client()
-    login = await bob.post(
-        "/api/auth/login", json={"email": "bob@example.com", "password": PASSWORD}
-    )
-    assert login.status_code == 200
+    bob = await api_client(app, "bob@example.com")
     response = await bob.delete(f"/api/tokens/{created['id']}")
     assert response.status_code == 404
     assert (await as_token(app, created["token"], "GET", "/api/me")).status_code == 200
