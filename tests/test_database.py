@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
+from quart_db import UndefinedParameterError
 
 from authapp.database import migrations_path
-from tests.conftest import ROOT, app_state
+from tests.conftest import PASSWORD, ROOT, app_state, fetch_val
 
 
 def test_migrations_are_found_in_the_checkout() -> None:
@@ -37,3 +38,90 @@ async def test_an_exhausted_pool_is_a_503_and_spares_requests_without_sql(
         assert page.status_code == 503
         assert "The database is unavailable" in await page.get_data(as_text=True)
     assert (await client.get("/api/me")).status_code == 200
+
+
+def round_trips(app: Quart) -> int:
+    """Messages the pool's connections have sent PostgreSQL so far: each statement, BEGIN,
+    COMMIT and reset (asyncpg's own count, the one behind its max_queries)."""
+    pool = app_state(app).db.quart_db._backend._pool  # type: ignore[attr-defined]
+    return sum(holder._con._protocol.queries_count for holder in pool._holders if holder._con)
+
+
+async def test_a_signed_in_request_is_one_round_trip_to_the_database(
+    app: Quart, signed_in: Client
+) -> None:
+    # The session, its user and the once-a-minute "last seen" in one statement, and no
+    # reset query when the connection goes back to the pool.
+    before = round_trips(app)
+    for _ in range(5):
+        assert (await signed_in.get("/api/me")).status_code == 200
+    assert round_trips(app) - before == 5
+
+    created = await signed_in.post("/api/tokens", json={"name": "ci", "scopes": ["profile:read"]})
+    token = (await created.get_json())["token"]
+    before = round_trips(app)
+    for _ in range(5):
+        me = await signed_in.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200
+    assert round_trips(app) - before == 5
+
+
+async def test_a_sign_in_is_three_round_trips_besides_the_hash(
+    app: Quart, client: Client, make_user: Callable[..., Awaitable[Any]], login: Any
+) -> None:
+    # Count the attempt before hashing, forgive it once the password is right, then start the
+    # session (with its event and the sign-in kept) in one statement.
+    await make_user()
+    before = round_trips(app)
+    await login()
+    assert round_trips(app) - before == 3
+
+
+async def test_pooled_connections_keep_no_session_state(
+    app: Quart, signed_in: Client, login: Any
+) -> None:
+    # The pool does not reset connections it takes back (a round trip per unit of work), so no
+    # code may leave session state behind. Walk the flows that write, then look at every
+    # connection.
+    assert (await signed_in.patch("/api/me", json={"display_name": "Al"})).status_code == 200
+    created = await signed_in.post("/api/tokens", json={"name": "ci", "scopes": ["profile:read"]})
+    assert created.status_code == 201
+    changed = await signed_in.post(
+        "/api/me/password",
+        json={"current_password": PASSWORD, "new_password": "a quite different passphrase 7"},
+    )
+    assert changed.status_code in {200, 204}, await changed.get_data(as_text=True)
+    failed = await signed_in.post(
+        "/api/auth/login", json={"email": "alice@example.com", "password": "wrong password 1"}
+    )
+    assert failed.status_code == 401
+    assert (await signed_in.post("/api/auth/logout")).status_code == 204
+
+    pool = app_state(app).db.quart_db._backend._pool  # type: ignore[attr-defined]
+    connections = [await pool.acquire() for _ in range(pool.get_size())]
+    try:
+        for connection in connections:
+            assert not connection.is_in_transaction()
+            changed_settings = await connection.fetch(
+                "SELECT name FROM pg_settings WHERE source = 'session'"
+            )
+            assert changed_settings == []
+            assert await connection.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
+            advisory = await connection.fetchval(
+                "SELECT count(*) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+            )
+            assert advisory == 0
+            cursors = "SELECT count(*) FROM pg_cursors WHERE name <> ''"  # '': this query's own
+            assert await connection.fetchval(cursors) == 0
+    finally:
+        for connection in connections:
+            await pool.release(connection)
+
+
+async def test_named_parameters_are_compiled_once_and_bound_by_name(app: Quart) -> None:
+    query = "SELECT CAST(:b AS text) || CAST(:a AS text) || CAST(:b AS text)"
+    assert await fetch_val(app, query, {"a": "1", "b": "2"}) == "212"
+    assert await fetch_val(app, query, {"b": "x", "a": "y"}) == "xyx"  # another order
+    with pytest.raises(UndefinedParameterError):
+        await fetch_val(app, query, {"a": "1"})

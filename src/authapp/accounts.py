@@ -115,7 +115,7 @@ async def authenticate(
     unknown email. What a failure writes is written after the answer, for the same reason.
     """
     password = normalize_password(password)
-    async with db.transaction() as connection:
+    async with db.connection() as connection:
         found = await update_user_attempt_counted_by_email(
             connection, email, now=clock.utcnow(), lockout=_lockout()
         )
@@ -159,7 +159,7 @@ async def check_current_password(
     Each try counts towards the account's lockout as a sign-in does. A locked account gets
     429 ACCOUNT_LOCKED, unchecked: the caller is signed in, so that tells them nothing new.
     """
-    async with db.transaction() as connection:
+    async with db.connection() as connection:
         found = await update_user_attempt_counted_by_id(
             connection, account.user_id, now=clock.utcnow(), lockout=_lockout()
         )

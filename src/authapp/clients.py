@@ -8,6 +8,7 @@ from functools import lru_cache
 import ua_parser
 
 
+@lru_cache(maxsize=4096)  # on every signed-in request; clients come back
 def clean_ip(address: str | None) -> str | None:
     try:
         return str(ipaddress.ip_address(address or ""))

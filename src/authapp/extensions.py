@@ -18,7 +18,6 @@ from quart_auth import (
     login_user,
     logout_user,
 )
-from quart_db import QuartDB
 from quart_schema import DataSource, QuartSchema
 from quart_schema.openapi import OpenAPIProvider
 
@@ -26,7 +25,7 @@ from .accounts import authenticate
 from .clients import device_name
 from .config import Settings
 from .csrf import rotate_csrf_token
-from .database import Database, migrations_path
+from .database import AuthappDB, Database, keep_session_state, migrations_path
 from .errors import APIError
 from .guards import AuthappAuth, SessionUser
 from .limits import SharedBucketRateLimiter, client_address_key, is_preflight, limiter_store
@@ -62,7 +61,7 @@ class AuthappOpenAPIProvider(OpenAPIProvider):
 
 
 def init_extensions(app: Quart, settings: Settings) -> AppState:
-    quart_db = QuartDB(
+    quart_db = AuthappDB(
         app,
         url=settings.database_url,
         migrations_folder=str(migrations_path()),  # absolute: quart-db joins it to root_path
@@ -72,6 +71,7 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
             "max_size": settings.db_pool_max_size,
             "command_timeout": settings.db_command_timeout,
             "max_inactive_connection_lifetime": 300,
+            "reset": keep_session_state,
         },
     )
     AuthappAuth(

@@ -21,8 +21,7 @@ from .errors import APIError
 from .models.sessions import (
     Liveness,
     SessionAccount,
-    delete_dead_sessions_of_user,
-    insert_session,
+    insert_session_signed_in,
     select_live_session_account,
     select_live_sessions_of_user,
     update_other_sessions_revoked,
@@ -31,7 +30,6 @@ from .models.sessions import (
     update_session_revoked_by_public_id,
     update_sessions_revoked_of_user,
 )
-from .models.users import update_user_last_login
 from .passwords import PasswordHashing
 
 log = logging.getLogger(__name__)
@@ -82,24 +80,19 @@ async def start_session(
     session_id = token_id(token)
     assert session_id is not None  # new_token() makes tokens of exactly that shape
     live = liveness(settings)
-    address = clean_ip(ip)
     lifetime = settings.remember_lifetime if remember else settings.session_lifetime
-    async with db.transaction() as connection:
-        if replaces is not None and (old_id := token_id(replaces)) is not None:
-            await update_session_revoked(connection, old_id, live.now)
-        await delete_dead_sessions_of_user(connection, user_id, live)
-        await insert_session(
+    async with db.connection() as connection:
+        await insert_session_signed_in(
             connection,
             session_id=session_id,
             user_id=user_id,
-            now=live.now,
+            live=live,
             expires_at=live.now + timedelta(seconds=lifetime),
             remember=remember,
-            ip=address,
+            ip=clean_ip(ip),
             user_agent=(user_agent or "")[:MAX_USER_AGENT] or None,
+            replaces=None if replaces is None else token_id(replaces),
         )
-        await update_user_last_login(connection, user_id, live.now, address)
-        await audit.record(connection, user_id, "login_succeeded")
     return token
 
 

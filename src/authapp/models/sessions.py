@@ -68,7 +68,8 @@ async def select_live_session_account(
 ) -> SessionAccount | None:
     """One statement per authenticated request: the live session and its user, and, when the
     session was last marked seen before `touch_before`, a new mark (so at most one write a
-    minute, not one a request)."""
+    minute, not one a request). The address goes as text: asyncpg would parse it into an
+    ipaddress object on every request for a write that happens once a minute."""
     row = await db.fetch_first(
         f"""WITH live AS (
                 SELECT s.id AS session_id, s.public_id AS session_public_id,
@@ -79,7 +80,7 @@ async def select_live_session_account(
                  WHERE s.id = :id AND u.is_active AND {_LIVE}
             ), touched AS (
                 UPDATE sessions
-                   SET last_seen_at = :now, last_seen_ip = CAST(:ip AS inet)
+                   SET last_seen_at = :now, last_seen_ip = CAST(CAST(:ip AS text) AS inet)
                  WHERE id = (SELECT session_id FROM live) AND last_seen_at < :touch_before
             )
             SELECT * FROM live""",  # noqa: S608 (fixed fragments, values are bound)
@@ -107,31 +108,52 @@ async def select_live_sessions_of_user(
     return [SessionRow(**row) for row in rows]
 
 
-async def insert_session(
+async def insert_session_signed_in(
     db: Connection,
     *,
     session_id: bytes,
     user_id: UUID,
-    now: datetime,
+    live: Liveness,
     expires_at: datetime,
     remember: bool,
     ip: str | None,
     user_agent: str | None,
+    replaces: bytes | None,
 ) -> None:
+    """A sign-in, in one statement (so atomic, and one round trip): the new session; the
+    session it replaces revoked and the user's dead ones dropped (they serve nobody, and the
+    user's rows stay few); the sign-in before this one kept as the previous; a
+    login_succeeded event."""
     await db.execute(
-        """INSERT INTO sessions (id, user_id, created_at, last_seen_at, authenticated_at,
-                                 expires_at, remember, ip, last_seen_ip, user_agent)
-                VALUES (:id, :user_id, :now, :now, :now, :expires_at, :remember,
-                        CAST(:ip AS inet), CAST(:ip AS inet), :user_agent)""",
-        {
-            "id": session_id,
-            "user_id": user_id,
-            "now": now,
-            "expires_at": expires_at,
-            "remember": remember,
-            "ip": ip,
-            "user_agent": user_agent,
-        },
+        f"""WITH replaced AS (
+                UPDATE sessions SET revoked_at = :now WHERE id = :replaces AND revoked_at IS NULL
+            ), dead AS (
+                DELETE FROM sessions s
+                 WHERE s.user_id = :user_id AND NOT ({_LIVE})
+            ), signed_in AS (
+                -- SET reads the row as it was: the previous values move over, then are replaced.
+                UPDATE users
+                   SET previous_login_at = last_login_at, previous_login_ip = last_login_ip,
+                       last_login_at = :now, last_login_ip = CAST(:ip AS inet)
+                 WHERE id = :user_id
+            ), event AS (
+                INSERT INTO security_events (user_id, kind, created_at, ip, user_agent, details)
+                     VALUES (:user_id, 'login_succeeded', :now, CAST(:ip AS inet), :user_agent,
+                             CAST('{{}}' AS jsonb))
+            )
+            INSERT INTO sessions (id, user_id, created_at, last_seen_at, authenticated_at,
+                                  expires_at, remember, ip, last_seen_ip, user_agent)
+                 VALUES (:id, :user_id, :now, :now, :now, :expires_at, :remember,
+                         CAST(:ip AS inet), CAST(:ip AS inet), :user_agent)""",  # noqa: S608
+        live.values(
+            id=session_id,
+            user_id=user_id,
+            expires_at=expires_at,
+            remember=remember,
+            ip=ip,
+            user_agent=user_agent,
+            replaces=replaces,
+        ),
     )
 
 

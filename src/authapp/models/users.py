@@ -87,20 +87,6 @@ async def update_user_password_hash(
     )
 
 
-async def update_user_last_login(
-    db: Connection, user_id: UUID, now: datetime, ip: str | None
-) -> None:
-    """Record a sign-in, keeping the one before it (the dashboard shows that one)."""
-    # SET reads the row as it was, so the previous values move over before being replaced.
-    await db.execute(
-        """UPDATE users
-              SET previous_login_at = last_login_at, previous_login_ip = last_login_ip,
-                  last_login_at = :now, last_login_ip = CAST(:ip AS inet)
-            WHERE id = :id""",
-        {"id": user_id, "now": now, "ip": ip},
-    )
-
-
 @dataclass(frozen=True)
 class Lockout:
     """After `threshold` failed passwords in a row the account is locked for `delay` seconds,
@@ -146,13 +132,15 @@ async def _count_attempt(
     concurrent attempts each count and none slips past a lock; unless already locked, lock
     from the threshold on.
 
-    Run it in a transaction: the commit then does not wait for the disk (a crash may forget a
-    few counts), so a known email answers as fast as an unknown one, which only reads.
+    Its commit does not wait for the disk (synchronous_commit is off for this statement's own
+    transaction; a crash may forget a few counts), so a known email answers as fast as an
+    unknown one, which only reads. One round trip, no BEGIN, SET or COMMIT of its own.
     """
-    await db.execute("SET LOCAL synchronous_commit TO OFF")
     row = await db.fetch_first(
-        f"""WITH target AS (
-                SELECT {_COLUMNS} FROM users WHERE {where}
+        f"""WITH quick_commit AS (
+                SELECT set_config('synchronous_commit', 'off', true)
+            ), target AS (
+                SELECT {_COLUMNS} FROM users, quick_commit WHERE {where}
             ), counted AS (
                 UPDATE users u
                    SET failed_logins = u.failed_logins + 1,
