@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from quart_db import UndefinedParameterError
 
 from authapp.database import migrations_path
 from tests.conftest import PASSWORD, ROOT, app_state, fetch_val
+from tests.forms import api_client
 
 
 def test_migrations_are_found_in_the_checkout() -> None:
@@ -51,7 +53,9 @@ async def test_a_signed_in_request_is_one_round_trip_to_the_database(
     app: Quart, signed_in: Client
 ) -> None:
     # The session, its user and the once-a-minute "last seen" in one statement, and no
-    # reset query when the connection goes back to the pool.
+    # reset query when the connection goes back to the pool. (The first use of a statement
+    # on a connection also prepares it, and the first "last seen" mark is a write.)
+    assert (await signed_in.get("/api/me")).status_code == 200
     before = round_trips(app)
     for _ in range(5):
         assert (await signed_in.get("/api/me")).status_code == 200
@@ -59,6 +63,7 @@ async def test_a_signed_in_request_is_one_round_trip_to_the_database(
 
     created = await signed_in.post("/api/tokens", json={"name": "ci", "scopes": ["profile:read"]})
     token = (await created.get_json())["token"]
+    await signed_in.get("/api/me", headers={"Authorization": f"Bearer {token}"})
     before = round_trips(app)
     for _ in range(5):
         me = await signed_in.get("/api/me", headers={"Authorization": f"Bearer {token}"})
@@ -103,7 +108,8 @@ async def test_pooled_connections_keep_no_session_state(
         for connection in connections:
             assert not connection.is_in_transaction()
             changed_settings = await connection.fetch(
-                "SELECT name FROM pg_settings WHERE source = 'session'"
+                "SELECT name FROM pg_settings"
+                " WHERE source = 'session' AND setting IS DISTINCT FROM reset_val"
             )
             assert changed_settings == []
             assert await connection.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
@@ -125,3 +131,18 @@ async def test_named_parameters_are_compiled_once_and_bound_by_name(app: Quart) 
     assert await fetch_val(app, query, {"b": "x", "a": "y"}) == "xyx"  # another order
     with pytest.raises(UndefinedParameterError):
         await fetch_val(app, query, {"a": "1"})
+
+
+async def test_signed_in_requests_that_arrive_together_share_one_statement(
+    app: Quart, make_user: Callable[..., Awaitable[Any]]
+) -> None:
+    await make_user()
+    await make_user(email="bob@example.com")
+    emails = ["alice@example.com"] * 3 + ["bob@example.com"] * 2
+    devices = [await api_client(app, email) for email in emails]
+    for device in devices:  # prepared on the connection, and the first "last seen" written
+        assert (await device.get("/api/me")).status_code == 200
+    before = round_trips(app)
+    answers = await asyncio.gather(*(device.get("/api/me") for device in devices))
+    assert round_trips(app) - before == 1
+    assert [(await answer.get_json())["email"] for answer in answers] == emails

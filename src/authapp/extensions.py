@@ -34,11 +34,12 @@ from .models.users import User
 from .passwords import PasswordHashing
 from .schemas import NoContent, lookup_email
 from .sessions import (
+    SessionLookups,
     revoke_session,
     start_session,
 )
 from .state import AppState, state
-from .tokens import SCOPES
+from .tokens import SCOPES, TokenLookups
 
 # --- assembly ------------------------------------------------------------------------------
 
@@ -144,7 +145,8 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
         parallelism=settings.argon2_parallelism,
         threads=settings.hash_thread_count,
     )
-    app_state = AppState(settings, Database(quart_db, settings.db_pool_timeout), hashing)
+    db = Database(quart_db, settings.db_pool_timeout)
+    app_state = AppState(settings, db, hashing, SessionLookups(db, settings), TokenLookups(db))
     app.extensions["authapp"] = app_state
 
     @app.before_serving

@@ -16,9 +16,9 @@ from quart_schema.openapi import QUART_SCHEMA_SECURITY_ATTRIBUTE
 from .errors import APIError
 from .models.api_tokens import TokenAccount
 from .models.sessions import SessionAccount
-from .sessions import is_fresh, reauth_required, resolve_session
+from .sessions import is_fresh, reauth_required
 from .state import state
-from .tokens import Scope, resolve_api_token
+from .tokens import Scope
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,10 +54,7 @@ class SessionUser(AccountUser):
         if not self._resolved:
             self._resolved = True
             if self.auth_id is not None:
-                app_state = state()
-                self._account = await resolve_session(
-                    app_state.db, app_state.settings, self.auth_id, request.remote_addr
-                )
+                self._account = await state().sessions.resolve(self.auth_id, request.remote_addr)
         return self._account
 
 
@@ -76,7 +73,7 @@ class TokenUser(AccountUser):
     async def account(self) -> TokenAccount | None:
         if not self._resolved:
             self._resolved = True
-            self._account = await resolve_api_token(state().db, self._token)
+            self._account = await state().tokens.resolve(self._token)
         return self._account
 
 

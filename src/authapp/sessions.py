@@ -14,6 +14,7 @@ from uuid import UUID
 
 from . import audit, clock
 from .accounts import check_current_password
+from .batching import BatchLoader
 from .clients import clean_ip, device_name
 from .config import Settings
 from .database import Database
@@ -22,7 +23,7 @@ from .models.sessions import (
     Liveness,
     SessionAccount,
     insert_session_signed_in,
-    select_live_session_account,
+    select_live_session_accounts,
     select_live_sessions_of_user,
     update_other_sessions_revoked,
     update_session_authenticated,
@@ -96,22 +97,28 @@ async def start_session(
     return token
 
 
-async def resolve_session(
-    db: Database, settings: Settings, token: str, ip: str | None
-) -> SessionAccount | None:
-    """The live session of a cookie's token and its user; marks it seen (once a minute)."""
-    session_id = token_id(token)
-    if session_id is None:
-        return None
-    live = liveness(settings)
-    async with db.connection() as connection:
-        return await select_live_session_account(
-            connection,
-            session_id,
-            live,
-            ip=clean_ip(ip),
-            touch_before=live.now - LAST_SEEN_RESOLUTION,
-        )
+class SessionLookups:
+    """Resolves cookies to live sessions, the lookups of requests that arrive together in
+    one statement (BatchLoader)."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+        self._loader: BatchLoader[bytes, str | None, SessionAccount] = BatchLoader(self._load)
+
+    async def resolve(self, token: str, ip: str | None) -> SessionAccount | None:
+        """The live session of a cookie's token and its user; marks it seen (once a minute)."""
+        session_id = token_id(token)
+        if session_id is None:
+            return None
+        return await self._loader.get(session_id, clean_ip(ip))
+
+    async def _load(self, asked: dict[bytes, str | None]) -> dict[bytes, SessionAccount]:
+        live = liveness(self._settings)
+        async with self._db.connection() as connection:
+            return await select_live_session_accounts(
+                connection, asked, live, touch_before=live.now - LAST_SEEN_RESOLUTION
+            )
 
 
 async def revoke_session(db: Database, token: str) -> None:

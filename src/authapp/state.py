@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from quart import current_app
 
@@ -11,12 +11,18 @@ from .config import Settings
 from .database import Database
 from .passwords import PasswordHashing
 
+if TYPE_CHECKING:  # sessions needs state at import time
+    from .sessions import SessionLookups
+    from .tokens import TokenLookups
+
 
 @dataclass
 class AppState:
     settings: Settings
     db: Database
     hashing: PasswordHashing
+    sessions: SessionLookups
+    tokens: TokenLookups
 
 
 def state() -> AppState:

@@ -17,6 +17,7 @@ from typing import Literal, get_args
 from uuid import UUID
 
 from . import audit, clock
+from .batching import BatchLoader
 from .config import Settings
 from .database import Database
 from .errors import APIError, validation_error
@@ -27,7 +28,7 @@ from .models.api_tokens import (
     delete_api_token,
     delete_expired_tokens_of_user,
     insert_api_token,
-    select_live_token_account,
+    select_live_token_accounts,
     select_live_tokens_of_user,
 )
 from .models.users import Account
@@ -65,16 +66,27 @@ def api_token_hash(token: str) -> bytes | None:
     return hashlib.sha256(token.encode("ascii")).digest()
 
 
-async def resolve_api_token(db: Database, token: str) -> TokenAccount | None:
-    """The live token's user and scopes; marks it used (at most once a minute)."""
-    token_hash = api_token_hash(token)
-    if token_hash is None:
-        return None
-    now = clock.utcnow()
-    async with db.connection() as connection:
-        return await select_live_token_account(
-            connection, token_hash, now, touch_before=now - LAST_SEEN_RESOLUTION
-        )
+class TokenLookups:
+    """Resolves bearer tokens to live tokens and their users, the lookups of requests that
+    arrive together in one statement (BatchLoader)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._loader: BatchLoader[bytes, None, TokenAccount] = BatchLoader(self._load)
+
+    async def resolve(self, token: str) -> TokenAccount | None:
+        """The live token's user and scopes; marks it used (at most once a minute)."""
+        token_hash = api_token_hash(token)
+        if token_hash is None:
+            return None
+        return await self._loader.get(token_hash, None)
+
+    async def _load(self, asked: dict[bytes, None]) -> dict[bytes, TokenAccount]:
+        now = clock.utcnow()
+        async with self._db.connection() as connection:
+            return await select_live_token_accounts(
+                connection, list(asked), now, touch_before=now - LAST_SEEN_RESOLUTION
+            )
 
 
 async def create_api_token(

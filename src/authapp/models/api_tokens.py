@@ -33,25 +33,33 @@ class TokenAccount(Account):
     scopes: list[str]
 
 
-async def select_live_token_account(
-    db: Connection, token_hash: bytes, now: datetime, *, touch_before: datetime
-) -> TokenAccount | None:
-    """One statement a request, marking the token used at most once per throttle period."""
-    row = await db.fetch_first(
+async def select_live_token_accounts(
+    db: Connection, token_hashes: list[bytes], now: datetime, *, touch_before: datetime
+) -> dict[bytes, TokenAccount]:
+    """One statement for the bearer requests of a turn (see BatchLoader): each live token
+    with its user, marking it used at most once per throttle period."""
+    rows = await db.fetch_all(
         f"""WITH live AS (
-                SELECT t.id AS token_id, t.scopes, {ACCOUNT_COLUMNS}
+                SELECT t.token_hash, t.id AS token_id, t.scopes, {ACCOUNT_COLUMNS}
                   FROM api_tokens t
                   JOIN users u ON u.id = t.user_id
-                 WHERE t.token_hash = :token_hash AND t.expires_at > :now AND u.is_active
+                 WHERE t.token_hash = ANY(CAST(:token_hashes AS bytea[]))
+                   AND t.expires_at > :now AND u.is_active
             ), touched AS (
-                UPDATE api_tokens SET last_used_at = :now
-                 WHERE id = (SELECT token_id FROM live)
-                   AND (last_used_at IS NULL OR last_used_at < :touch_before)
+                UPDATE api_tokens t SET last_used_at = :now
+                  FROM live
+                 WHERE t.id = live.token_id
+                   AND (t.last_used_at IS NULL OR t.last_used_at < :touch_before)
             )
             SELECT * FROM live""",  # noqa: S608 (a fixed fragment, values are bound)
-        {"token_hash": token_hash, "now": now, "touch_before": touch_before},
+        {"token_hashes": token_hashes, "now": now, "touch_before": touch_before},
     )
-    return None if row is None else TokenAccount(**row)
+    accounts = {}
+    for row in rows:
+        values = dict(row)
+        token_hash = values.pop("token_hash")
+        accounts[token_hash] = TokenAccount(**values)
+    return accounts
 
 
 async def select_live_tokens_of_user(

@@ -63,34 +63,41 @@ class SessionRow:
     expires_at: datetime
 
 
-async def select_live_session_account(
-    db: Connection, session_id: bytes, live: Liveness, *, ip: str | None, touch_before: datetime
-) -> SessionAccount | None:
-    """One statement per authenticated request: the live session and its user, and, when the
-    session was last marked seen before `touch_before`, a new mark (so at most one write a
-    minute, not one a request). The address goes as text: asyncpg would parse it into an
-    ipaddress object on every request for a write that happens once a minute."""
-    row = await db.fetch_first(
-        f"""WITH live AS (
+async def select_live_session_accounts(
+    db: Connection, asked: dict[bytes, str | None], live: Liveness, *, touch_before: datetime
+) -> dict[bytes, SessionAccount]:
+    """One statement for the signed-in requests of a turn (see BatchLoader): each asked
+    session that is live, with its user, and, for those last marked seen before
+    `touch_before`, a new mark from the address that asked (so at most one write a minute,
+    not one a request). The addresses go as text: asyncpg would parse each into an ipaddress
+    object for a write that happens once a minute."""
+    rows = await db.fetch_all(
+        f"""WITH asked AS (
+                SELECT * FROM unnest(CAST(:ids AS bytea[]), CAST(:ips AS text[])) AS asked(id, ip)
+            ), live AS (
                 SELECT s.id AS session_id, s.public_id AS session_public_id,
                        s.created_at AS session_created_at, s.expires_at, s.remember,
-                       s.authenticated_at, s.last_seen_at, {ACCOUNT_COLUMNS}
-                  FROM sessions s
+                       s.authenticated_at, s.last_seen_at, asked.ip AS asked_ip,
+                       {ACCOUNT_COLUMNS}
+                  FROM asked
+                  JOIN sessions s ON s.id = asked.id
                   JOIN users u ON u.id = s.user_id
-                 WHERE s.id = :id AND u.is_active AND {_LIVE}
+                 WHERE u.is_active AND {_LIVE}
             ), touched AS (
-                UPDATE sessions
-                   SET last_seen_at = :now, last_seen_ip = CAST(CAST(:ip AS text) AS inet)
-                 WHERE id = (SELECT session_id FROM live) AND last_seen_at < :touch_before
+                UPDATE sessions s
+                   SET last_seen_at = :now, last_seen_ip = CAST(live.asked_ip AS inet)
+                  FROM live
+                 WHERE s.id = live.session_id AND s.last_seen_at < :touch_before
             )
             SELECT * FROM live""",  # noqa: S608 (fixed fragments, values are bound)
-        live.values(id=session_id, ip=ip, touch_before=touch_before),
+        live.values(ids=list(asked), ips=list(asked.values()), touch_before=touch_before),
     )
-    if row is None:
-        return None
-    values = dict(row)
-    del values["last_seen_at"]  # only for the liveness test
-    return SessionAccount(**values)
+    accounts = {}
+    for row in rows:
+        values = dict(row)
+        del values["last_seen_at"], values["asked_ip"]  # only for the liveness test and mark
+        accounts[values["session_id"]] = SessionAccount(**values)
+    return accounts
 
 
 async def select_live_sessions_of_user(
