@@ -79,18 +79,19 @@ def request_bytes(method: str, path: str, headers: dict[str, str], body: bytes =
 
 async def _connection(
     port: int,
-    make: Callable[[], bytes],
+    make: Callable[[int], bytes],
     expected: int,
     stop_at: float,
     measure_from: float,
     result: Result,
+    index: int,
     delay: float,
 ) -> None:
     await asyncio.sleep(delay)
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
         while (started := time.perf_counter()) < stop_at:
-            writer.write(make())
+            writer.write(make(index))
             try:
                 status, head, _ = await _read_response(reader)
             except (asyncio.IncompleteReadError, ConnectionError):
@@ -109,15 +110,15 @@ async def _connection(
 async def load(
     name: str,
     port: int,
-    make: Callable[[], bytes],
+    make: Callable[[int], bytes],
     *,
     expected: int = 200,
     connections: int = 64,
     seconds: float = 8.0,
     warmup: float = 2.0,
 ) -> Result:
-    """`connections` keep-alive connections sending requests back to back; the first
-    `warmup` seconds are not measured.
+    """`connections` keep-alive connections sending requests back to back (`make(i)` is
+    connection i's next request); the first `warmup` seconds are not measured.
 
     The connections open one after another over the first half of the warm-up, as clients
     arrive, not in one burst: each Hypercorn worker's asyncio server accepts up to 100
@@ -130,7 +131,7 @@ async def load(
     await asyncio.gather(
         *(
             _connection(
-                port, make, expected, stop_at, measure_from, result, i * warmup / 2 / connections
+                port, make, expected, stop_at, measure_from, result, i, i * warmup / 2 / connections
             )
             for i in range(connections)
         )
@@ -293,42 +294,63 @@ def argon2_verify_seconds() -> float:
     return statistics.median(times)
 
 
-async def scenarios(port: int, seconds: float) -> tuple[list[Result], Result]:
-    register = json_request(
-        "POST", "/api/auth/register", {"email": "bench@example.com", "password": PASSWORD}
+USERS = 8  # each with 8 sessions and 8 tokens: one for each of the 64 connections
+
+
+async def sign_in(port: int, email: str) -> str:
+    status, head, body = await call(
+        port, json_request("POST", "/api/auth/login", {"email": email, "password": PASSWORD})
     )
-    status, _, body = await call(port, register)
-    assert status == 201, body
-    login_body = {"email": "bench@example.com", "password": PASSWORD}
-    status, head, body = await call(port, json_request("POST", "/api/auth/login", login_body))
     assert status == 200, body
-    cookie = next(
+    return next(
         line.split(b":", 1)[1].split(b";", 1)[0].strip().decode()
         for line in head.split(b"\r\n")
         if line.lower().startswith(b"set-cookie:") and b"authapp_session" in line
     )
-    token_body = {"name": "bench", "scopes": ["profile:read"]}
-    status, _, body = await call(
-        port, json_request("POST", "/api/tokens", token_body, Cookie=cookie)
-    )
-    assert status == 201, body
-    token = json.loads(body)["token"]
 
-    me_cookie = request_bytes("GET", "/api/me", {"Cookie": cookie})
-    me_bearer = request_bytes("GET", "/api/me", {"Authorization": f"Bearer {token}"})
+
+async def new_token(port: int, cookie: str, name: str) -> str:
+    body = {"name": name, "scopes": ["profile:read"]}
+    status, _, answer = await call(port, json_request("POST", "/api/tokens", body, Cookie=cookie))
+    assert status == 201, answer
+    return str(json.loads(answer)["token"])
+
+
+async def scenarios(port: int, seconds: float) -> tuple[list[Result], Result]:
+    """Every connection signs in as its own session (or token), as real clients do: 8 users
+    with 8 sessions and 8 tokens each; the 8 sign-in connections each use their own user."""
+    emails = [f"bench{number}@example.com" for number in range(USERS)]
+    for email in emails:
+        body = {"email": email, "password": PASSWORD}
+        register = json_request("POST", "/api/auth/register", body)
+        status, _, body = await call(port, register)
+        assert status == 201, body
+    cookies = [await sign_in(port, email) for email in emails for _ in range(8)]
+    tokens = [await new_token(port, cookies[n - n % 8], f"bench {n}") for n in range(64)]
+
+    me_cookie = [request_bytes("GET", "/api/me", {"Cookie": cookie}) for cookie in cookies]
+    me_bearer = [
+        request_bytes("GET", "/api/me", {"Authorization": f"Bearer {token}"}) for token in tokens
+    ]
     healthz = request_bytes("GET", "/healthz", {})
-    login = json_request("POST", "/api/auth/login", login_body)
+    logins = [
+        json_request("POST", "/api/auth/login", {"email": email, "password": PASSWORD})
+        for email in emails
+    ]
     numbers = iter(range(10**9))
 
-    def register_next() -> bytes:
+    def register_next(_: int) -> bytes:
         email = f"user{next(numbers)}.{secrets.token_hex(3)}@example.com"
         return json_request("POST", "/api/auth/register", {"email": email, "password": PASSWORD})
 
+    def login(i: int) -> bytes:
+        return logins[i % USERS]
+
     results = [
-        await load("GET /healthz (ceiling)", port, lambda: healthz, seconds=seconds),
-        await load("GET /api/me, cookie", port, lambda: me_cookie, seconds=seconds),
-        await load("GET /api/me, bearer token", port, lambda: me_bearer, seconds=seconds),
-        await load("POST /api/auth/login", port, lambda: login, connections=8, seconds=seconds),
+        await load("GET /healthz (ceiling)", port, lambda _: healthz, seconds=seconds),
+        await load("GET /api/me, cookie", port, me_cookie.__getitem__, seconds=seconds),
+        await load("GET /api/me, bearer token", port, me_bearer.__getitem__, seconds=seconds),
+        await load("POST /api/auth/login", port, login, connections=8, seconds=seconds),
         await load(
             "POST /api/auth/register",
             port,
@@ -339,11 +361,11 @@ async def scenarios(port: int, seconds: float) -> tuple[list[Result], Result]:
         ),
     ]
     flood, during = await asyncio.gather(
-        load("(login flood)", port, lambda: login, connections=8, seconds=seconds, warmup=1.0),
+        load("(login flood)", port, login, connections=8, seconds=seconds, warmup=1.0),
         load(
             "GET /api/me, cookie, during a login flood",
             port,
-            lambda: me_cookie,
+            me_cookie.__getitem__,
             seconds=seconds - 1.0,
             warmup=2.0,
         ),
