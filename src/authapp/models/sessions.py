@@ -9,7 +9,7 @@ from uuid import UUID
 
 from quart_db import Connection
 
-from .users import ACCOUNT_COLUMNS, Account
+from .users import ACCOUNT_COLUMNS, QUICK_COMMIT, Account
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,13 @@ async def select_live_session_accounts(
     """One statement for the signed-in requests of a turn (see BatchLoader): each asked
     session that is live, with its user, and, for those last marked seen before
     `touch_before`, a new mark from the address that asked (so at most one write a minute,
-    not one a request). The addresses go as text: asyncpg would parse each into an ipaddress
-    object for a write that happens once a minute."""
+    not one a request, and its commit does not wait for the disk). The addresses go as
+    text: asyncpg would parse each into an ipaddress object for a write once a minute."""
     rows = await db.fetch_all(
-        f"""WITH asked AS (
-                SELECT * FROM unnest(CAST(:ids AS bytea[]), CAST(:ips AS text[])) AS asked(id, ip)
+        f"""WITH {QUICK_COMMIT}, asked AS (
+                SELECT id, ip
+                  FROM unnest(CAST(:ids AS bytea[]), CAST(:ips AS text[])) AS asked(id, ip),
+                       quick_commit
             ), live AS (
                 SELECT s.id AS session_id, s.public_id AS session_public_id,
                        s.created_at AS session_created_at, s.expires_at, s.remember,
