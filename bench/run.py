@@ -316,7 +316,7 @@ async def new_token(port: int, cookie: str, name: str) -> str:
     return str(json.loads(answer)["token"])
 
 
-async def scenarios(port: int, seconds: float) -> tuple[list[Result], Result]:
+async def scenarios(port: int, seconds: float, warmup: float) -> tuple[list[Result], Result]:
     """Every connection signs in as its own session (or token), as real clients do: 8 users
     with 8 sessions and 8 tokens each; the 8 sign-in connections each use their own user."""
     emails = [f"bench{number}@example.com" for number in range(USERS)]
@@ -346,28 +346,25 @@ async def scenarios(port: int, seconds: float) -> tuple[list[Result], Result]:
     def login(i: int) -> bytes:
         return logins[i % USERS]
 
+    timing = {"seconds": seconds, "warmup": warmup}
     results = [
-        await load("GET /healthz (ceiling)", port, lambda _: healthz, seconds=seconds),
-        await load("GET /api/me, cookie", port, me_cookie.__getitem__, seconds=seconds),
-        await load("GET /api/me, bearer token", port, me_bearer.__getitem__, seconds=seconds),
-        await load("POST /api/auth/login", port, login, connections=8, seconds=seconds),
+        await load("GET /healthz (ceiling)", port, lambda _: healthz, **timing),
+        await load("GET /api/me, cookie", port, me_cookie.__getitem__, **timing),
+        await load("GET /api/me, bearer token", port, me_bearer.__getitem__, **timing),
+        await load("POST /api/auth/login", port, login, connections=8, **timing),
         await load(
-            "POST /api/auth/register",
-            port,
-            register_next,
-            expected=201,
-            connections=8,
-            seconds=seconds,
+            "POST /api/auth/register", port, register_next, expected=201, connections=8, **timing
         ),
     ]
+    # The flood is under way (half the warm-up) before the signed-in requests start theirs.
     flood, during = await asyncio.gather(
-        load("(login flood)", port, login, connections=8, seconds=seconds, warmup=1.0),
+        load("(login flood)", port, login, connections=8, seconds=seconds, warmup=warmup / 2),
         load(
             "GET /api/me, cookie, during a login flood",
             port,
             me_cookie.__getitem__,
-            seconds=seconds - 1.0,
-            warmup=2.0,
+            seconds=seconds - warmup / 2,
+            warmup=warmup,
         ),
     )
     results.append(during)
@@ -378,6 +375,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seconds", type=float, default=8.0, help="measured time per scenario")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured time before it")
     parser.add_argument(
         "--set",
         action="append",
@@ -400,7 +398,7 @@ def main() -> None:
             process,
         ),
     ):
-        results, flood = asyncio.run(scenarios(port, args.seconds))
+        results, flood = asyncio.run(scenarios(port, args.seconds, args.warmup))
         memory = peak_memory_mib(process)
 
     ceiling, me, bearer, login, _, during = results

@@ -11,9 +11,10 @@ A = TypeVar("A")
 V = TypeVar("V")
 
 # Loads running at once per loader. Lookups asked meanwhile wait for the next load, which
-# takes them all: under load, batches grow with the traffic (9 lookups a query at 1,700
-# signed-in requests/s, against 4 when every turn of the loop started its own). Two rather
-# than one, so that one slow query does not hold up every signed-in request of the worker.
+# takes them all: under load, batches grow with the traffic (6 lookups a statement at 1,550
+# signed-in requests/s per 2 workers, against 4 when every turn of the loop started its own;
+# 9 with one load at a time). Two rather than one, so that one slow query does not hold up
+# every signed-in request of the worker.
 MAX_IN_FLIGHT = 2
 
 

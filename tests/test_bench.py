@@ -1,0 +1,34 @@
+"""`make bench` keeps working: a short run against the test PostgreSQL prints the whole table
+with no failed request. (What it measures is judged by a person reading a full run, never by a
+timed test.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+from tests.servers import clean_env
+
+
+def test_make_bench_runs_every_scenario_without_an_error(server_url: str) -> None:
+    env = clean_env(AUTHAPP_BENCH_DATABASE_URL=server_url)
+    command = [sys.executable, "bench/run.py", "--seconds", "1", "--warmup", "0.5"]
+    run = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    for scenario in [
+        "GET /healthz (ceiling)",
+        "GET /api/me, cookie",
+        "GET /api/me, bearer token",
+        "POST /api/auth/login",
+        "POST /api/auth/register",
+        "GET /api/me, cookie, during a login flood",
+    ]:
+        row = next(line for line in run.stdout.splitlines() if line.startswith(f"| {scenario} |"))
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert int(cells[2].replace(",", "")) > 0, row  # requests/s
+        assert cells[5] == "0", row  # errors
+    assert "| no errors | 0 | yes |" in run.stdout
+    assert "peak memory per worker:" in run.stdout
