@@ -120,8 +120,8 @@ def _positional(query: str, names: tuple[str, ...]) -> tuple[str, tuple[str, ...
     return sql, tuple(order)
 
 
-async def keep_session_state(connection: asyncpg.Connection) -> None:
-    """The pool's reset of a released connection: nothing beyond asyncpg's own rollback of an
+async def skip_reset(connection: asyncpg.Connection) -> None:
+    """The pool's reset of a released connection: nothing, beyond asyncpg's own rollback of an
     open transaction. Its default sends `RESET ALL; UNLISTEN *; CLOSE ALL;
     pg_advisory_unlock_all()`, a second round trip for every unit of work, but authapp never
     leaves session state behind: no session-level SET, LISTEN, cursor outside a transaction

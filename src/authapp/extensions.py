@@ -26,7 +26,7 @@ from .accounts import authenticate
 from .clients import device_name
 from .config import Settings
 from .csrf import rotate_csrf_token
-from .database import AuthappDB, Database, keep_session_state, migrations_path
+from .database import AuthappDB, Database, migrations_path, skip_reset
 from .errors import APIError
 from .guards import AuthappAuth, SessionUser
 from .limits import SharedBucketRateLimiter, client_address_key, is_preflight, limiter_store
@@ -73,7 +73,7 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
             "max_size": settings.db_pool_max_size,
             "command_timeout": settings.db_command_timeout,
             "max_inactive_connection_lifetime": 300,
-            "reset": keep_session_state,
+            "reset": skip_reset,
         },
     )
     AuthappAuth(

@@ -137,8 +137,8 @@ async def insert_session_signed_in(
         f"""WITH replaced AS (
                 UPDATE sessions SET revoked_at = :now WHERE id = :replaces AND revoked_at IS NULL
             ), dead AS (
-                DELETE FROM sessions s
-                 WHERE s.user_id = :user_id AND NOT ({_LIVE})
+                DELETE FROM sessions s  -- not the replaced one: one change a row a statement
+                 WHERE s.user_id = :user_id AND NOT ({_LIVE}) AND s.id IS DISTINCT FROM :replaces
             ), signed_in AS (
                 -- SET reads the row as it was: the previous values move over, then are replaced.
                 UPDATE users
