@@ -106,3 +106,20 @@ def flashes(html: str) -> list[str]:
 def without_tokens(html: str) -> str:
     """A page without its CSRF tokens (they differ per render), to compare two pages whole."""
     return "\n".join(line for line in html.splitlines() if "csrf_token" not in line)
+
+
+DEVICE_COOKIE = "__Host-authapp_device"
+
+
+def forget_device(client: Client) -> Client:
+    """Drop the device cookie a sign-in gave this client: from now on it is an untrusted
+    client of the account (a stranger's, or the owner's on a new device)."""
+    client.delete_cookie("localhost", DEVICE_COOKIE)
+    assert not any(cookie.name == DEVICE_COOKIE for cookie in client.cookie_jar or [])
+    return client
+
+
+def device_cookie(client: Client) -> str | None:
+    return next(
+        (cookie.value for cookie in client.cookie_jar or [] if cookie.name == DEVICE_COOKIE), None
+    )

@@ -274,8 +274,10 @@ async def test_a_whole_account_flow_on_hypercorn_logs_json_lines_without_secrets
             await call("POST", "/api/auth/login", json={"email": email, "password": "wrong one!"})
             login = await call("POST", "/api/auth/login", json={"email": email,
                                                                 "password": PASSWORD})  # fmt: skip
-            cookie = login.headers["set-cookie"].split(";")[0]
-            secrets.append(cookie.split("=", 1)[1])
+            cookies = dict(value.split(";")[0].split("=", 1)
+                           for value in login.headers.get_list("set-cookie"))  # fmt: skip
+            secrets.extend([cookies["__Host-authapp_session"], cookies["__Host-authapp_device"]])
+            cookie = f"__Host-authapp_session={cookies['__Host-authapp_session']}"
             session = {"Cookie": cookie}
             created = await call("POST", "/api/tokens", headers=session,
                                  json={"name": "logs", "scopes": ["profile:read"]})  # fmt: skip

@@ -17,7 +17,7 @@ from quart.typing import TestClientProtocol as Client
 
 from authapp import create_app
 from authapp.models.users import User
-from tests.conftest import PASSWORD, app_state, settings_for
+from tests.conftest import PASSWORD, Clock, app_state, settings_for
 from tests.forms import api_client
 from tests.mailbox import SmtpServer
 from tests.servers import hypercorn
@@ -230,12 +230,12 @@ async def test_proving_the_password_spends_the_addresses_sign_in_budget(
     client: Client, make_user: MakeUser, login: Login
 ) -> None:
     await make_user()
-    await login()  # the first of three tries from this address
+    await login()  # a right password: it spends nothing of the address's budget
     statuses = [
         (await client.post("/api/auth/reauth", json={"password": WRONG})).status_code
-        for _ in range(3)
+        for _ in range(4)
     ]
-    assert statuses == [400, 400, 429]
+    assert statuses == [400, 400, 400, 429]
     # The address is spent for sign-ins too, whichever account they name.
     assert (await attempt(client, "someone.else@example.com")).status_code == 429
 
@@ -295,3 +295,156 @@ def test_two_hypercorn_workers_on_one_redis_hold_the_limit_in_total(
     assert sorted(statuses) == [401] * 5 + [429] * 11
     served_by = set(re.findall(r"<(\d+)> POST /api/auth/login", output[0]))
     assert len(served_by) == 2, output[0][-2000:]  # both workers took part
+
+
+# --- limits punish failures, never honest success ------------------------------------------
+
+
+async def test_twenty_honest_sign_ins_in_fifteen_minutes_all_succeed(
+    app: Quart, make_user: MakeUser, clock: Clock
+) -> None:
+    """One person on many devices, from home, the office and a phone: 20 right passwords for
+    one account from 3 addresses in 15 minutes. The account's budget (5 per 15 minutes)
+    counts failures only, and no device here has been trusted before."""
+    await make_user()
+    addresses = ["192.0.2.1", "198.51.100.2", "203.0.113.3"]
+    statuses = []
+    for number in range(20):
+        device = app.test_client()  # a new device each time: none presents a device cookie
+        response = await device.post(
+            "/api/auth/login", json={"email": "alice@example.com", "password": PASSWORD},
+            **from_address(addresses[number % 3]),
+        )  # fmt: skip
+        statuses.append(response.status_code)
+        clock.advance(seconds=45)
+    assert statuses == [200] * 20
+
+
+async def test_the_readme_session_then_an_address_change_is_not_refused(
+    client: Client, app: Quart, make_user: MakeUser, login: Login
+) -> None:
+    """A new user's first minutes: six sign-ins, then changing the address and deleting a
+    second account, each with the right password (these answered 429 when sign-ins spent the
+    account's budget)."""
+    await make_user()
+    for _ in range(6):
+        await login()
+    changed = await client.post(
+        "/api/me/email", json={"new_email": "ada@example.org", "password": PASSWORD}
+    )
+    assert changed.status_code == 202, await changed.get_data(as_text=True)
+    await make_user(email="bob@example.com")
+    bob = app.test_client()
+    for _ in range(6):
+        response = await bob.post(
+            "/api/auth/login", json={"email": "bob@example.com", "password": PASSWORD}
+        )
+        assert response.status_code == 200
+    deleted = await bob.delete("/api/me", json={"password": PASSWORD})
+    assert deleted.status_code == 204
+
+
+async def test_a_success_does_not_forgive_a_strangers_failures(
+    app: Quart, make_user: MakeUser
+) -> None:
+    """The owner's right password gives back only what it spent itself."""
+    await make_user()
+    for number in range(4):
+        stranger = await attempt(app.test_client(), "alice@example.com",
+                                 **from_address(f"203.0.113.{number}"))  # fmt: skip
+        assert stranger.status_code == 401
+    owner = await app.test_client().post(
+        "/api/auth/login", json={"email": "alice@example.com", "password": PASSWORD},
+        **from_address("192.0.2.1"),
+    )  # fmt: skip
+    assert owner.status_code == 200
+    fifth = await attempt(app.test_client(), "alice@example.com", **from_address("203.0.113.8"))
+    assert fifth.status_code == 401
+    sixth = await attempt(app.test_client(), "alice@example.com", **from_address("203.0.113.9"))
+    assert sixth.status_code == 429
+
+
+async def test_a_bad_body_spends_its_address_budget(client: Client) -> None:
+    """Garbage is no free probe: it spends the address's budget, yet names no account."""
+    for _ in range(10):
+        response = await client.post("/api/auth/login", json={"email": 7, "password": []})
+        assert response.status_code == 400
+    response = await client.post("/api/auth/login", json={"email": 7, "password": []})
+    assert response.status_code == 429
+
+
+def _deep(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+JSON = {"Content-Type": "application/json"}
+# (route, how the body is sent, the code it must get whatever other clients did)
+BAD_BODIES = [
+    ("/api/auth/register", {"form": {"email": "a@example.com", "password": PASSWORD}},
+     "UNSUPPORTED_MEDIA_TYPE"),
+    ("/api/auth/forgot-password", {"data": _deep(40), "headers": JSON}, "INVALID_BODY"),
+    ("/api/auth/forgot-password", {"data": b'{"email": "a\\u0000@example.com"}', "headers": JSON},
+     "INVALID_BODY"),
+    ("/api/auth/forgot-password", {"data": b'{"email": "\xff"}', "headers": JSON},
+     "INVALID_BODY"),
+    ("/api/auth/login", {"data": b"", "headers": JSON}, "MALFORMED_JSON"),
+    ("/api/auth/login", {"json": {}}, "VALIDATION_ERROR"),
+    ("/api/auth/login", {"json": {"email": "alice@example.com"}}, "VALIDATION_ERROR"),
+    ("/api/auth/verify-email/resend", {"json": {"email": ""}}, "VALIDATION_ERROR"),
+    ("/api/auth/register", {"json": {"email": "not an address", "password": PASSWORD}},
+     "VALIDATION_ERROR"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "body", "code"), BAD_BODIES)
+async def test_bad_bodies_get_their_own_code_whatever_others_sent(
+    app: Quart, path: str, body: dict[str, Any], code: str
+) -> None:
+    """Another client has spent every budget of its own address with bad bodies; this one's
+    bad body still gets the 400 that says what is wrong, not a 429."""
+    other = app.test_client()
+    for _ in range(12):
+        await other.post(path, **body, **from_address("203.0.113.66"))
+        await other.post("/api/auth/login", json={}, **from_address("203.0.113.66"))
+    assert (await other.post(path, **body, **from_address("203.0.113.66"))).status_code == 429
+    response = await app.test_client().post(path, **body, **from_address("192.0.2.33"))
+    assert response.status_code == 400, await response.get_data(as_text=True)
+    assert (await response.get_json())["code"] == code
+
+
+async def test_the_headers_describe_the_bucket_that_decided(app: Quart) -> None:
+    for number in range(4):  # four failures for one account, each from its own address
+        await attempt(app.test_client(), "carol@example.com", **from_address(f"192.0.2.{number}"))
+    nearly = await attempt(app.test_client(), "carol@example.com", **from_address("192.0.2.50"))
+    # The account's budget (5) is nearer its end than the new address's (10).
+    assert nearly.headers["RateLimit-Limit"] == "5"
+    assert nearly.headers["RateLimit-Remaining"] == "0"
+    refused = await attempt(app.test_client(), "carol@example.com", **from_address("192.0.2.51"))
+    assert refused.status_code == 429
+    assert refused.headers["RateLimit-Limit"] == "5"
+    assert refused.headers["RateLimit-Remaining"] == "0"
+    assert int(refused.headers["RateLimit-Reset"]) > 600
+    # Another account from a busy address: the address's budget decides.
+    client = app.test_client()
+    for number in range(9):
+        await attempt(client, f"dave{number}@example.com", **from_address("192.0.2.60"))
+    last = await attempt(client, "erin@example.com", **from_address("192.0.2.60"))
+    assert last.status_code == 401
+    assert (last.headers["RateLimit-Limit"], last.headers["RateLimit-Remaining"]) == ("10", "0")
+    over = await attempt(client, "frank@example.com", **from_address("192.0.2.60"))
+    assert over.status_code == 429
+    assert over.headers["RateLimit-Limit"] == "10"
+
+
+async def test_an_honest_request_shows_its_budget_given_back(
+    app: Quart, make_user: MakeUser
+) -> None:
+    await make_user()
+    await attempt(app.test_client(), "alice@example.com", **from_address("192.0.2.1"))
+    right = await app.test_client().post(
+        "/api/auth/login", json={"email": "alice@example.com", "password": PASSWORD},
+        **from_address("192.0.2.2"),
+    )  # fmt: skip
+    assert right.status_code == 200
+    # The address spent 1 of 10 (9 left); the account still has 4 of 5, as before it.
+    assert (right.headers["RateLimit-Limit"], right.headers["RateLimit-Remaining"]) == ("5", "4")

@@ -87,9 +87,13 @@ async def test_the_insert_itself_is_race_safe(app: Quart, first_ends: str) -> No
     async with db.connection() as first, db.connection() as second:
         transaction = first.transaction()
         await transaction.start()
-        won = await insert_user(first, email="race@example.com", **row)
+        won = await insert_user(
+            first, email="race@example.com", email_key="race@example.com", **row
+        )
         assert won is not None
-        late = asyncio.ensure_future(insert_user(second, email="RACE@example.com", **row))
+        late = asyncio.ensure_future(
+            insert_user(second, email="RACE@example.com", email_key="race@example.com", **row)
+        )
         async with db.connection() as watcher:
             for _ in range(200):
                 if await watcher.fetch_val(WAITING):

@@ -19,7 +19,7 @@ from authapp import audit, create_app
 from authapp.config import ConfigError, load_settings
 from authapp.models.users import User
 from tests.conftest import PASSWORD, Clock, app_state, execute, fetch_val, settings_for
-from tests.forms import FIREFOX
+from tests.forms import FIREFOX, forget_device
 from tests.mailbox import Mailbox, drain
 
 MakeUser = Callable[..., Awaitable[User]]
@@ -144,6 +144,7 @@ async def test_a_reset_and_signing_out_everywhere_are_recorded(
 async def test_lockouts_and_wrong_current_passwords_are_recorded(
     app: Quart, signed_in: Client
 ) -> None:
+    forget_device(signed_in)  # the lockout counts untrusted clients only
     with pytest.MonkeyPatch.context() as patch:
         settings = replace(app_state(app).settings, lockout_threshold=2)
         patch.setattr(app_state(app), "settings", settings)
@@ -285,8 +286,8 @@ async def test_a_serving_app_sweeps_by_itself(
         await execute(app, "TRUNCATE users, sessions, email_tokens, api_tokens, security_events")
         await execute(
             app,
-            """INSERT INTO users (email, password_hash, display_name)
-               VALUES ('old@example.com', '$argon2id$x', 'Old')""",
+            """INSERT INTO users (email, email_key, password_hash, display_name)
+               VALUES ('old@example.com', 'old@example.com', '$argon2id$x', 'Old')""",
         )
         await execute(
             app,

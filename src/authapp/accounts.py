@@ -8,21 +8,24 @@ import random
 import time
 from collections import deque
 from datetime import datetime
+from uuid import UUID
 
 from quart import current_app
 
-from . import audit, clock
+from . import attempts, audit, clock
 from .config import Settings
 from .database import Database
+from .emails import email_key
 from .errors import APIError, ErrorDetail, validation_error, wait_text
 from .mail import Mail, mailer
 from .models.users import (
     Account,
-    Attempt,
+    CountedAttempt,
     Lockout,
+    TrustedDevice,
     User,
     insert_user,
-    update_user_attempt_counted_by_email,
+    update_user_attempt_counted_by_email_key,
     update_user_attempt_counted_by_id,
     update_user_attempts_cleared,
     update_user_display_name,
@@ -86,6 +89,9 @@ async def register(
     password: str,
     display_name: str | None,
 ) -> User:
+    key = email_key(email)
+    if key is None:
+        raise validation_error("email", "This is not an email address.", "value_error")
     display_name = display_name or default_display_name(email)
     password = acceptable_password("password", password, settings, email, display_name)
     # Hash before looking at the table, so a taken email costs the same time as a free one.
@@ -94,6 +100,7 @@ async def register(
         user = await insert_user(
             connection,
             email=email,
+            email_key=key,
             password_hash=password_hash,
             display_name=display_name,
             now=clock.utcnow(),
@@ -105,7 +112,12 @@ async def register(
 
 
 async def authenticate(
-    db: Database, hashing: PasswordHashing, *, email: str, password: str
+    db: Database,
+    hashing: PasswordHashing,
+    *,
+    email: str,
+    password: str,
+    device: TrustedDevice | None = None,
 ) -> User:
     """Return the active user with this email and password, or raise INVALID_CREDENTIALS.
 
@@ -113,33 +125,50 @@ async def authenticate(
     account is refused unchecked, with the same answer, after as long a wait as a check
     takes but no hash: a guess there learns nothing, and a locked account looks like an
     unknown email. What a failure writes is written after the answer, for the same reason.
+    `device` is what the client's device cookie claims: when it names this user and their
+    current security stamp, the lockout (which is for untrusted clients) neither refuses nor
+    counts the attempt, and its success forgives no stranger's failures on a locked account.
     """
+    attempts.checking()
     password = normalize_password(password)
-    async with db.connection() as connection:
-        found = await update_user_attempt_counted_by_email(
-            connection, email, now=clock.utcnow(), lockout=_lockout()
-        )
+    key = email_key(email)
+    found = None
+    if key is not None:
+        async with db.connection() as connection:
+            found = await update_user_attempt_counted_by_email_key(
+                connection, key, now=clock.utcnow(), lockout=_lockout(), device=device
+            )
     if found is None:
         await _verify(hashing, None, password)
         raise invalid_credentials()
     user, attempt = found.user, found.attempt
-    if attempt is None:
+    if attempt is None and not found.trusted:
         await _wait_as_long_as_a_verification(hashing, password)
-        current_app.add_background_task(_record_failure, db, user, None, "login_failed")
+        current_app.add_background_task(_record_failure, db, found, "login_failed")
         raise invalid_credentials()
     if not await _verify(hashing, user.password_hash, password):
-        current_app.add_background_task(_record_failure, db, user, attempt, "login_failed")
+        current_app.add_background_task(_record_failure, db, found, "login_failed")
         raise invalid_credentials()
-    async with db.connection() as connection:
-        await update_user_attempts_cleared(connection, user.id)
+    await _forgive_failures(db, user.id, trusted=found.trusted)
     if not user.is_active:
         raise invalid_credentials()
+    attempts.proved()
     if hashing.needs_rehash(user.password_hash):
         new_hash = await hashing.hash(password)
         async with db.connection() as connection:
             await update_user_password_hash(connection, user.id, new_hash, clock.utcnow())
         log.info("upgraded the password hash of user %s", user.id)
     return user
+
+
+async def _forgive_failures(db: Database, user_id: UUID, *, trusted: bool) -> None:
+    """The right password forgives the failures before it; on a trusted device only while the
+    account is not locked, so the owner signing in elsewhere does not hand whoever locked it
+    a fresh run of guesses."""
+    async with db.connection() as connection:
+        await update_user_attempts_cleared(
+            connection, user_id, unless_locked_at=clock.utcnow() if trusted else None
+        )
 
 
 async def change_display_name(db: Database, account: Account, display_name: str) -> None:
@@ -153,27 +182,31 @@ async def check_current_password(
     account: Account,
     password: str,
     field: str = "current_password",
+    *,
+    device: TrustedDevice | None = None,
 ) -> User:
     """The signed-in user, once they have proved they know their password.
 
-    Each try counts towards the account's lockout as a sign-in does. A locked account gets
-    429 ACCOUNT_LOCKED, unchecked: the caller is signed in, so that tells them nothing new.
+    Each try counts towards the account's lockout as a sign-in does (unless from the user's
+    trusted device, as in `authenticate`). A locked account gets 429 ACCOUNT_LOCKED,
+    unchecked: the caller is signed in, so that tells them nothing new.
     """
+    attempts.checking()
     async with db.connection() as connection:
         found = await update_user_attempt_counted_by_id(
-            connection, account.user_id, now=clock.utcnow(), lockout=_lockout()
+            connection, account.user_id, now=clock.utcnow(), lockout=_lockout(), device=device
         )
     if found is None:
         raise _wrong_password(field)
     user, attempt = found.user, found.attempt
-    if attempt is None:
-        await _record_failure(db, user, None, "password_check_failed")
+    if attempt is None and not found.trusted:
+        await _record_failure(db, found, "password_check_failed")
         raise account_locked(user.locked_until)
     if not await _verify(hashing, user.password_hash, normalize_password(password)):
-        await _record_failure(db, user, attempt, "password_check_failed")
+        await _record_failure(db, found, "password_check_failed")
         raise _wrong_password(field)
-    async with db.connection() as connection:
-        await update_user_attempts_cleared(connection, user.id)
+    await _forgive_failures(db, user.id, trusted=found.trusted)
+    attempts.proved()
     return user
 
 
@@ -211,17 +244,18 @@ async def _wait_as_long_as_a_verification(hashing: PasswordHashing, password: st
     await asyncio.sleep(random.choice(_VERIFY_SECONDS))  # noqa: S311 (a delay, not a secret)
 
 
-async def _record_failure(
-    db: Database, user: User, attempt: Attempt | None, kind: audit.EventKind
-) -> None:
-    """Record a wrong password (or one refused unchecked, `attempt` None, as the account was
-    locked); when it locked the account, record that too, and at the start of a lockout (the
-    first lock since the last success) tell the owner by mail."""
+async def _record_failure(db: Database, found: CountedAttempt, kind: audit.EventKind) -> None:
+    """Record a wrong password (or one refused unchecked as the account was locked); when it
+    locked the account, record that too, and at the start of a lockout (the first lock since
+    the last success) tell the owner by mail."""
+    user, attempt = found.user, found.attempt
     locked_until = attempt.locked_until if attempt else None
+    unchecked = attempt is None and not found.trusted
+    details: dict[str, object] = {"reason": "locked" if unchecked else "wrong_password"}
+    if found.trusted:
+        details["trusted_device"] = True
     async with db.transaction() as connection:
-        await audit.record(
-            connection, user.id, kind, reason="wrong_password" if attempt else "locked"
-        )
+        await audit.record(connection, user.id, kind, **details)
         if attempt is not None and locked_until is not None:
             await audit.record(
                 connection, user.id, "account_locked", failures=attempt.failed_logins,

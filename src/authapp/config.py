@@ -79,11 +79,15 @@ class Settings:
     max_body_size: int = 64 * 1024
     rate_limit_enabled: bool = True
     login_rate_limit_ip: RateSpec = RateSpec(10, timedelta(minutes=1))
+    hash_rate_limit_ip: RateSpec = RateSpec(60, timedelta(minutes=1))
     login_rate_limit_account: RateSpec = RateSpec(5, timedelta(minutes=15))
+    login_rate_limit_device: RateSpec = RateSpec(5, timedelta(minutes=15))
     register_rate_limit_ip: RateSpec = RateSpec(10, timedelta(hours=1))
     write_rate_limit: RateSpec = RateSpec(30, timedelta(minutes=1))
     mail_rate_limit_ip: RateSpec = RateSpec(10, timedelta(hours=1))
-    mail_rate_limit_account: RateSpec = RateSpec(3, timedelta(hours=1))
+    mail_rate_limit_account: RateSpec = RateSpec(10, timedelta(hours=1))
+    mail_rate_limit_client_account: RateSpec = RateSpec(3, timedelta(hours=1))
+    device_cookie_lifetime: int = 180 * 86400
     csrf_time_limit: int = 3600
     redis_url: str | None = None
     smtp_url: str | None = None
@@ -227,6 +231,7 @@ def _validate(settings: Settings) -> None:
         "AUTHAPP_LOCKOUT_THRESHOLD": settings.lockout_threshold,
         "AUTHAPP_LOCKOUT_DELAY": settings.lockout_delay,
         "AUTHAPP_SECURITY_EVENT_RETENTION_DAYS": settings.security_event_retention_days,
+        "AUTHAPP_DEVICE_COOKIE_LIFETIME": settings.device_cookie_lifetime,
     }
     for name, value in positive.items():
         if value <= 0:

@@ -22,17 +22,19 @@ from quart_auth import (
 from quart_schema import DataSource, QuartSchema
 from quart_schema.openapi import OpenAPIProvider
 
+from . import devices
 from .accounts import authenticate
 from .clients import device_name
 from .config import Settings
 from .csrf import rotate_csrf_token
 from .database import AuthappDB, Database, migrations_path, skip_reset
+from .emails import email_key, email_key_digest
 from .errors import APIError
 from .guards import AuthappAuth, SessionUser
 from .limits import SharedBucketRateLimiter, client_address_key, is_preflight, limiter_store
 from .models.users import User
 from .passwords import PasswordHashing
-from .schemas import NoContent, lookup_email
+from .schemas import NoContent
 from .sessions import (
     SessionLookups,
     revoke_session,
@@ -128,7 +130,13 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
         QUART_CORS_ALLOW_CREDENTIALS=True,
         QUART_CORS_ALLOW_HEADERS=["Content-Type", "Authorization", "X-Request-ID"],
         QUART_CORS_ALLOW_METHODS=["GET", "POST", "PATCH", "DELETE"],
-        QUART_CORS_EXPOSE_HEADERS=["Retry-After", "X-Request-ID"],
+        QUART_CORS_EXPOSE_HEADERS=[
+            "Retry-After",
+            "X-Request-ID",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+        ],
         QUART_CORS_MAX_AGE=600,
         QUART_CORS_SEND_ORIGIN_WILDCARD=False,
     )
@@ -185,11 +193,17 @@ def freeze_startup_objects() -> None:
 
 
 async def sign_in(email: str, password: str, *, remember: bool) -> User:
-    """Check the credentials, start a new session and hand its token to quart-auth's cookie."""
+    """Check the credentials, start a new session and hand its token to quart-auth's cookie.
+
+    The device cookie the client presents for this account, if any, lets the rules tell the
+    owner's device from a stranger (see devices.py)."""
     app_state = state()
+    key = email_key(email)
+    device = None if key is None else devices.for_account(email_key_digest(key))
     user = await authenticate(
-        app_state.db, app_state.hashing, email=lookup_email(email), password=password
-    )
+        app_state.db, app_state.hashing, email=email, password=password,
+        device=None if device is None else device.trusted,
+    )  # fmt: skip
     if app_state.settings.require_verified_email and user.email_verified_at is None:
         # Only after the password checked out, so this reveals nothing to a stranger.
         raise APIError(
@@ -200,7 +214,8 @@ async def sign_in(email: str, password: str, *, remember: bool) -> User:
 
 
 async def start_client_session(user: User, *, remember: bool) -> None:
-    """Give the current client a new session of `user` (replacing any it had)."""
+    """Give the current client a new session of `user` (replacing any it had), and a device
+    cookie for them: it proved the password here."""
     app_state = state()
     token = await start_session(
         app_state.db,
@@ -213,6 +228,7 @@ async def start_client_session(user: User, *, remember: bool) -> None:
     )
     login_user(SessionUser(token), remember=remember)
     rotate_csrf_token()  # a form token from before sign-in is worthless after it
+    devices.remember_device(user.id, user.security_stamp, user.email_key)
 
 
 def mail_after_answer(
@@ -222,7 +238,7 @@ def mail_after_answer(
     and as quick, whether or not the address has an account."""
     app_state = state()
     current_app.add_background_task(
-        work, app_state.db, app_state.settings, lookup_email(email), public_base_url()
+        work, app_state.db, app_state.settings, email, public_base_url()
     )
 
 

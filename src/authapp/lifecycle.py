@@ -18,10 +18,11 @@ from quart_db import Connection
 
 from . import accounts, audit, clock
 from .config import Settings
+from .credentials import Revoked, credentials_changed
 from .database import Database
+from .emails import email_key
 from .errors import APIError, validation_error
 from .mail import Mail, mailer
-from .models.api_tokens import delete_api_tokens_of_user
 from .models.email_tokens import (
     EmailToken,
     Purpose,
@@ -29,16 +30,13 @@ from .models.email_tokens import (
     select_email_token,
     update_email_tokens_used,
 )
-from .models.sessions import (
-    SessionAccount,
-    update_other_sessions_revoked,
-    update_sessions_revoked_of_user,
-)
+from .models.sessions import SessionAccount
 from .models.users import (
     Account,
+    TrustedDevice,
     User,
     delete_user,
-    select_user_by_email,
+    select_user_by_email_key,
     select_user_by_id,
     update_user_attempts_cleared,
     update_user_email,
@@ -46,7 +44,7 @@ from .models.users import (
     update_user_password_hash,
 )
 from .passwords import PasswordHashing
-from .sessions import liveness, new_token, token_id
+from .sessions import new_token, token_id
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +124,11 @@ async def _check(connection: Connection, token: str, purpose: Purpose) -> EmailT
     return found
 
 
+async def _user_by_email(connection: Connection, email: str) -> User | None:
+    key = email_key(email)
+    return None if key is None else await select_user_by_email_key(connection, key)
+
+
 async def _spend(connection: Connection, token: str, purpose: Purpose) -> EmailToken:
     """Check the token and spend it (with every other of its purpose for that user)."""
     found = await _check(connection, token, purpose)
@@ -191,7 +194,7 @@ async def resend_verification(db: Database, settings: Settings, email: str, base
     Callers run this after answering, so the answer is the same (and as quick) either way.
     """
     async with db.connection() as connection:
-        user = await select_user_by_email(connection, email)
+        user = await _user_by_email(connection, email)
     if user is not None and user.is_active and user.email_verified_at is None:
         await send_verification(db, settings, user, base_url)
 
@@ -207,7 +210,7 @@ async def request_password_reset(
     Callers run this after answering, so the answer is the same (and as quick) either way.
     """
     async with db.connection() as connection:
-        user = await select_user_by_email(connection, email)
+        user = await _user_by_email(connection, email)
     if user is None or not user.is_active:
         return
     await _mail_link(
@@ -216,47 +219,51 @@ async def request_password_reset(
     )  # fmt: skip
 
 
+async def _reset_target(connection: Connection, token: str) -> User:
+    """The user a live reset link resets: it must have been mailed to their address as it is
+    now, so a link sent to an address the account has left opens nothing."""
+    found = await _check(connection, token, "reset_password")
+    user = await select_user_by_id(connection, found.user_id)
+    if user is None or not user.is_active or email_key(found.email) != user.email_key:
+        raise token_invalid()
+    return user
+
+
 async def check_reset_token(db: Database, token: str) -> None:
     """Raise TOKEN_INVALID or TOKEN_EXPIRED unless the reset link still works (spends nothing)."""
     async with db.connection() as connection:
-        await _check(connection, token, "reset_password")
+        await _reset_target(connection, token)
 
 
 async def reset_password(
     db: Database, hashing: PasswordHashing, settings: Settings, *, token: str, password: str
 ) -> None:
-    """Set a new password from a reset link; every session of the user is revoked."""
+    """Set a new password from a reset link; everything the old credentials granted ends
+    (every session among it: see credentials.py)."""
     async with db.connection() as connection:
-        found = await _check(connection, token, "reset_password")
-        user = await select_user_by_id(connection, found.user_id)
-    if user is None or not user.is_active:
-        raise token_invalid()
+        user = await _reset_target(connection, token)
     password = accounts.acceptable_password(
         "password", password, settings, user.email, user.display_name
     )
     new_hash = await hashing.hash(password)  # outside the transaction: it holds no connection
     async with db.transaction() as connection:
-        await _spend(connection, token, "reset_password")  # again, now locked: one use only
+        # Again, now locked: one use only, and the address may have changed meanwhile.
+        if (await _reset_target(connection, token)).id != user.id:
+            raise token_invalid()
+        await _spend(connection, token, "reset_password")
         now = clock.utcnow()
         await update_user_password_hash(connection, user.id, new_hash, now)
         await update_user_attempts_cleared(connection, user.id)  # the mailbox proved it: unlock
-        revoked = await update_sessions_revoked_of_user(connection, user.id, now)
-        tokens = await _revoke_tokens_for_new_password(connection, settings, user.id)
+        revoked = await credentials_changed(connection, settings, user.id, keep_session=None)
         await audit.record(
-            connection, user.id, "password_reset", sessions_revoked=revoked, tokens_revoked=tokens
-        )
-    log.info("user %s reset their password; every session and %d tokens revoked", user.id, tokens)
+            connection, user.id, "password_reset", sessions_revoked=revoked.sessions,
+            tokens_revoked=revoked.tokens,
+        )  # fmt: skip
+    log.info(
+        "user %s reset their password; every session and %d tokens revoked",
+        user.id, revoked.tokens,
+    )  # fmt: skip
     await _notify_password_changed(user)
-
-
-async def _revoke_tokens_for_new_password(
-    connection: Connection, settings: Settings, user_id: UUID
-) -> int:
-    """API tokens die with the old password unless AUTHAPP_REVOKE_TOKENS_ON_PASSWORD_CHANGE
-    is off (for tokens that scripts hold and a routine password change should not break)."""
-    if not settings.revoke_tokens_on_password_change:
-        return 0
-    return await delete_api_tokens_of_user(connection, user_id)
 
 
 # --- changes by the signed-in user ---------------------------------------------------------
@@ -277,30 +284,33 @@ async def change_password(
     *,
     current_password: str,
     new_password: str,
-) -> int:
+    device: TrustedDevice | None = None,
+) -> Revoked:
     """Replace the password of a signed-in user who knows the current one.
 
-    Every other session of the user is revoked (whoever else holds one must sign in with the
-    new password), and so is every password-reset link; the session making the change stays
-    and the owner gets a notice. Returns how many sessions were revoked.
+    Everything the old password granted ends but the session making the change (see
+    credentials.py): whoever else holds a session must sign in with the new password, and
+    reset links and pending address changes die. The owner gets a notice. Returns what ended.
     """
     new_password = accounts.acceptable_password(
         "new_password", new_password, settings, account.email, account.display_name
     )
-    user = await accounts.check_current_password(db, hashing, account, current_password)
+    user = await accounts.check_current_password(
+        db, hashing, account, current_password, device=device
+    )
     new_hash = await hashing.hash(new_password)
     async with db.transaction() as connection:
-        live = liveness(settings)
-        await update_user_password_hash(connection, user.id, new_hash, live.now)
-        revoked = await update_other_sessions_revoked(connection, user.id, account.session_id, live)
-        await update_email_tokens_used(connection, user.id, ("reset_password",), live.now)
-        tokens = await _revoke_tokens_for_new_password(connection, settings, user.id)
-        await audit.record(
-            connection, user.id, "password_changed", sessions_revoked=revoked, tokens_revoked=tokens
+        await update_user_password_hash(connection, user.id, new_hash, clock.utcnow())
+        revoked = await credentials_changed(
+            connection, settings, user.id, keep_session=account.session_id
         )
+        await audit.record(
+            connection, user.id, "password_changed", sessions_revoked=revoked.sessions,
+            tokens_revoked=revoked.tokens,
+        )  # fmt: skip
     log.info(
         "user %s changed their password; %d other sessions and %d tokens revoked",
-        user.id, revoked, tokens,
+        user.id, revoked.sessions, revoked.tokens,
     )  # fmt: skip
     await _notify_password_changed(account)
     return revoked
@@ -315,21 +325,24 @@ async def request_email_change(
     password: str,
     new_email: str,
     base_url: str,
+    device: TrustedDevice | None = None,
 ) -> None:
     """Mail a confirmation link to the new address; the address changes only when it is used.
 
     An address that another account has gets no mail, and the answer is the same, so this
     cannot be used to find out who has an account.
     """
-    if new_email.casefold() == account.email.casefold():
+    if email_key(new_email) == account.email_key:
         raise validation_error("new_email", "This is already your address.", "same")
-    await accounts.check_current_password(db, hashing, account, password, field="password")
+    await accounts.check_current_password(
+        db, hashing, account, password, field="password", device=device
+    )
     async with db.connection() as connection:
         # Recorded whether or not a link goes out: the owner sees what was asked.
         await audit.record(
             connection, account.user_id, "email_change_requested", new_email=new_email
         )
-        taken = await select_user_by_email(connection, new_email) is not None
+        taken = await _user_by_email(connection, new_email) is not None
     if taken:
         log.info("user %s asked for an address another account has", account.user_id)
         return
@@ -346,15 +359,22 @@ async def check_email_change_token(db: Database, token: str) -> str:
 
 
 async def confirm_email_change(db: Database, token: str) -> str:
-    """Switch to the address the link was mailed to; the old address is told. Returns it."""
+    """Switch to the address the link was mailed to; the old address is told. Returns it.
+
+    Every link mailed before the move dies with it (reset and verification links went to the
+    old address; other pending changes lose to this one)."""
     async with db.transaction() as connection:
         found = await _spend(connection, token, "change_email")
         user = await select_user_by_id(connection, found.user_id)
-        if user is None:
+        key = email_key(found.email)
+        if user is None or key is None:
             raise token_invalid()
-        if not await update_user_email(connection, user.id, found.email, clock.utcnow()):
+        now = clock.utcnow()
+        if not await update_user_email(connection, user.id, found.email, key, now):
             raise APIError(409, "EMAIL_TAKEN", "An account with this email already exists.")
-        await update_email_tokens_used(connection, user.id, ("verify_email",), clock.utcnow())
+        await update_email_tokens_used(
+            connection, user.id, ("verify_email", "reset_password", "change_email"), now
+        )
         await audit.record(
             connection,
             user.id,
@@ -371,10 +391,17 @@ async def confirm_email_change(db: Database, token: str) -> str:
 
 
 async def delete_account(
-    db: Database, hashing: PasswordHashing, account: Account, *, password: str
+    db: Database,
+    hashing: PasswordHashing,
+    account: Account,
+    *,
+    password: str,
+    device: TrustedDevice | None = None,
 ) -> None:
     """Delete the user and everything of theirs (sessions, tokens) in one transaction."""
-    user = await accounts.check_current_password(db, hashing, account, password, field="password")
+    user = await accounts.check_current_password(
+        db, hashing, account, password, field="password", device=device
+    )
     async with db.transaction() as connection:
         await delete_user(connection, user.id)
     log.info("user %s deleted their account", user.id)

@@ -1,23 +1,47 @@
-"""Rate limits: who a request counts as (its address, the account it names or is signed in
-as), the layered limits of each kind of route, and stores that check and spend atomically."""
+"""Rate limits: who a request counts as (its address, the account it names or is signed in as,
+the trusted device it presents), the layered limits of each kind of route, and stores that
+spend, check and give back atomically.
+
+Every budget is spent before the view runs, atomically, so a flood of parallel guesses cannot
+all slip through and a refused request costs no hash and no query. Some are given back after
+the request (attempts.py says what its credential checks did), so that limits punish failures,
+never honest success, and a success never forgives another request's failure:
+
+- an account's (or a device's) budget for proving a password is given back unless a check
+  failed: a right password, or a body that never reached a check, costs it nothing;
+- a client's budget for proving passwords is given back only when a password proved right:
+  wrong passwords and bad bodies spend it (garbage is no free probe), honest sign-ins do not;
+- every other budget counts every request, and a wider one per client bounds the password
+  hashing it can ask for, right passwords included.
+"""
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from math import ceil
-from typing import cast
+from datetime import timedelta
+from math import ceil, floor
+from typing import Any, Literal, cast
 
-from quart import current_app, request
-from quart_rate_limiter import KeyCallable, RateLimit, RateLimiter, RateLimitExceeded
+from quart import Response, current_app, g, request
+from quart_rate_limiter import RateLimit, RateLimiter, RateLimitExceeded
 from quart_rate_limiter.redis_store import RedisStore
-from quart_rate_limiter.store import MemoryStore, RateLimiterStoreABC
+from quart_rate_limiter.store import RateLimiterStoreABC
 
+from . import attempts, clock, devices
 from .config import RateSpec, Settings
+from .emails import email_key, email_key_digest
+from .errors import APIError
 from .guards import current_account
-from .schemas import lookup_email
 from .state import state
+
+KeyFunction = Callable[[], Awaitable[str | None]]
+# When a budget gets back what a request spent: never, unless one of its credential checks
+# failed, or only when one proved right.
+GiveBack = Literal["never", "unless_failed", "if_proved"]
+
+
+# --- who a request counts as ---------------------------------------------------------------
 
 
 async def client_address_key() -> str:
@@ -25,33 +49,71 @@ async def client_address_key() -> str:
     return f"ip:{request.remote_addr or 'unknown'}"
 
 
-async def named_account_key() -> str:
-    """The account a body names (login, forgotten password), hashed to keep emails out of stores."""
-    email: object = None
-    if request.is_json:
-        body = await request.get_json(silent=True)
-        if isinstance(body, dict):
-            email = body.get("email")
-    else:
-        email = (await request.form).get("email")
-    if not isinstance(email, str) or not email.strip():
-        return "account:none"
-    return _account_key(email)
+async def _named_account() -> str | None:
+    """The key digest of the address a body names (sign-in, recovery, registration), or None
+    when it names no valid address: such a request spends only its client's budgets. Read
+    once per request; a body that cannot be parsed names nothing (the view says why)."""
+    if "_authapp_named" not in g:
+        email: object = None
+        try:
+            if request.blueprint == "api":
+                body = await request.get_json(silent=True)
+                email = body.get("email") if isinstance(body, dict) else None
+            else:
+                email = (await request.form).get("email")
+        except APIError:  # a NUL in a form: its own 400 comes from the view
+            email = None
+        key = email_key(email) if isinstance(email, str) else None
+        g._authapp_named = None if key is None else email_key_digest(key)
+    return cast(str | None, g._authapp_named)
 
 
-async def signed_in_account_key() -> str:
-    """The signed-in account, keyed as its logins are (so both draw on one budget)."""
+async def _signed_in_account() -> tuple[str, devices.Device | None] | None:
     account = await current_account()
     if account is None:
-        return await client_address_key()
-    return _account_key(account.email)
+        return None
+    return email_key_digest(account.email_key), devices.for_user(account.user_id)
 
 
-def _account_key(email: str) -> str:
-    # The same normalisation as the lookup, so no spelling of one account gets a fresh budget.
-    normalized = lookup_email(email).casefold()
-    digest = hashlib.sha256(normalized.encode("utf-8", "replace")).hexdigest()
-    return f"account:{digest[:32]}"
+async def untrusted_named_account_key() -> str | None:
+    """The account a body names, unless this client presents its device (see devices.py)."""
+    named = await _named_account()
+    if named is None or devices.for_account(named) is not None:
+        return None
+    return f"account:{named}"
+
+
+async def client_and_untrusted_named_account_key() -> str | None:
+    """This address asking about that account: a stranger elsewhere cannot spend it."""
+    account = await untrusted_named_account_key()
+    return None if account is None else f"{await client_address_key()}|{account}"
+
+
+async def named_device_key() -> str | None:
+    """This client's device, when it presents one for the account the body names."""
+    named = await _named_account()
+    device = None if named is None else devices.for_account(named)
+    return None if device is None else f"device:{device.device_id}"
+
+
+async def signed_in_account_key() -> str | None:
+    """The signed-in account, keyed as its sign-ins are (so both draw on one budget)."""
+    signed_in = await _signed_in_account()
+    return None if signed_in is None else f"account:{signed_in[0]}"
+
+
+async def untrusted_signed_in_account_key() -> str | None:
+    signed_in = await _signed_in_account()
+    if signed_in is None or signed_in[1] is not None:
+        return None
+    return f"account:{signed_in[0]}"
+
+
+async def signed_in_device_key() -> str | None:
+    signed_in = await _signed_in_account()
+    if signed_in is None or signed_in[1] is None:
+        return None
+    return f"device:{signed_in[1].device_id}"
 
 
 async def is_preflight() -> bool:
@@ -60,12 +122,17 @@ async def is_preflight() -> bool:
 
 
 class ConfiguredLimit(RateLimit):
-    """A limit whose rate is read from the settings at request time, not at import time."""
+    """A limit whose rate is read from the settings at request time, not at import time, on
+    the key its function gives (none: the limit does not apply to this request), giving back
+    what a request spent as `give_back` says."""
 
-    def __init__(self, setting: str, key_function: KeyCallable) -> None:
+    def __init__(
+        self, setting: str, key_function: KeyFunction, *, give_back: GiveBack = "never"
+    ) -> None:
         self.setting = setting
-        self.key_function = key_function
+        self.key_function = key_function  # type: ignore[assignment]
         self.skip_function = None
+        self.give_back = give_back
 
     @property
     def spec(self) -> RateSpec:
@@ -84,9 +151,50 @@ class ConfiguredLimit(RateLimit):
         return f"{self.setting}-{self.spec.count}-{self.spec.period.total_seconds()}"
 
 
+# --- buckets and the limiter ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One limit's bucket for this request: GCRA, spending `inverse` seconds of `period`."""
+
+    key: str
+    count: int
+    period: float
+    inverse: float
+    give_back: GiveBack = "never"
+
+    def given_back(self, record: attempts.CheckRecord) -> bool:
+        if self.give_back == "unless_failed":
+            return not record.failed
+        return self.give_back == "if_proved" and record.proved
+
+    def headers(self, separation: float) -> dict[str, str]:
+        """RateLimit-* (IETF draft) for this bucket, `separation` seconds from full."""
+        separation = max(separation, 0.0)
+        remaining = max(floor((self.period - separation) / self.inverse + 1e-9), 0)
+        return {
+            "RateLimit-Limit": str(self.count),
+            "RateLimit-Remaining": str(min(remaining, self.count)),
+            "RateLimit-Reset": str(ceil(separation - 1e-9)),
+        }
+
+
+@dataclass
+class Spent:
+    """What the limiter did for this request, for after it."""
+
+    buckets: list[Bucket]
+    separations: list[float]  # each bucket's distance from full, after the spend
+    refused_by: int | None  # the bucket that refused the request, if one did
+    record: attempts.CheckRecord
+
+
 class SharedBucketRateLimiter(RateLimiter):
-    """quart-rate-limiter, with one bucket per setting for the routes that share it, and every
-    bucket of a request checked and spent in one atomic step.
+    """quart-rate-limiter, with one bucket per setting for the routes that share it, every
+    bucket of a request spent in one atomic step, what an honest request spent given back
+    after it (see the module's docstring), and RateLimit-* headers that describe the bucket
+    that decided.
 
     The library keys every bucket by endpoint too, so the JSON and the form login would each
     grant an attacker a fresh budget; our configured limits count across routes instead. It also
@@ -95,11 +203,19 @@ class SharedBucketRateLimiter(RateLimiter):
     several times the limit. Our stores decide and spend in one step.
     """
 
-    async def _create_key(self, endpoint: str, rate_limit: RateLimit) -> str:
-        if isinstance(rate_limit, ConfiguredLimit):
-            key_function = rate_limit.key_function or self.key_function
-            return f"authapp-{rate_limit.key}-{await key_function()}"
-        return await super()._create_key(endpoint, rate_limit)
+    async def _bucket(self, endpoint: str, limit: RateLimit) -> Bucket | None:
+        if isinstance(limit, ConfiguredLimit):
+            key = await cast(KeyFunction, limit.key_function)()
+            if key is None:
+                return None
+            return Bucket(
+                f"authapp-{limit.key}-{key}", limit.count, limit.period.total_seconds(),
+                limit.inverse, limit.give_back,
+            )  # fmt: skip
+        return Bucket(
+            await super()._create_key(endpoint, limit), limit.count,
+            limit.period.total_seconds(), limit.inverse,
+        )  # fmt: skip
 
     async def _before_request(self) -> None:
         if not current_app.config["QUART_RATE_LIMITER_ENABLED"]:
@@ -109,70 +225,126 @@ class SharedBucketRateLimiter(RateLimiter):
         if endpoint is None or view_func is None:
             return
         blueprint = current_app.blueprints.get(request.blueprint)  # type: ignore[arg-type]
-        buckets = [
-            Bucket(await self._create_key(endpoint, limit), limit.period.total_seconds(),
-                   limit.inverse)
-            for limit in self._get_limits_for_view_function(view_func, blueprint)
-            if not await self._should_skip(limit)
-        ]  # fmt: skip
-        if buckets:
-            wait = await cast(AtomicStore, self.store).spend(buckets)
-            if wait is not None:
-                raise RateLimitExceeded(max(ceil(wait), 1))
+        buckets = []
+        for limit in self._get_limits_for_view_function(view_func, blueprint):
+            if await self._should_skip(limit):
+                continue
+            bucket = await self._bucket(endpoint, limit)
+            if bucket is not None:
+                buckets.append(bucket)
+        if not buckets:
+            return
+        wait, separations = await cast(AtomicStore, self.store).spend(buckets)
+        refused_by = None
+        if wait is not None:
+            refused_by = max(range(len(buckets)), key=lambda index: _wait_of(
+                buckets[index], separations[index]))  # fmt: skip
+        g._authapp_spent = Spent(buckets, separations, refused_by, attempts.start_record())
+        if wait is not None:
+            raise RateLimitExceeded(max(ceil(wait), 1))
+
+    async def _after_request(self, response: Response) -> Response:
+        spent: Spent | None = g.get("_authapp_spent")
+        if spent is None:
+            return response
+        separations = list(spent.separations)
+        if spent.refused_by is None:
+            given_back = [index for index, bucket in enumerate(spent.buckets)
+                          if bucket.given_back(spent.record)]  # fmt: skip
+            if given_back:
+                after = await cast(AtomicStore, self.store).refund(
+                    [spent.buckets[index] for index in given_back]
+                )
+                for index, separation in zip(given_back, after, strict=True):
+                    separations[index] = separation
+        if spent.refused_by is not None:
+            deciding = spent.refused_by
+        else:  # the bucket nearest to refusing decides the next request
+            deciding = min(range(len(spent.buckets)), key=lambda index: (
+                (spent.buckets[index].period - separations[index]) / spent.buckets[index].inverse,
+                -separations[index]))  # fmt: skip
+        response.headers.update(spent.buckets[deciding].headers(separations[deciding]))
+        return response
 
 
-@dataclass(frozen=True)
-class Bucket:
-    """One limit's bucket for this request: GCRA, spending `inverse` seconds of `period`."""
-
-    key: str
-    period: float
-    inverse: float
+def _wait_of(bucket: Bucket, separation: float) -> float:
+    """GCRA: how long past its allowance a bucket `separation` seconds from full is."""
+    return separation - (bucket.period - bucket.inverse)
 
 
 class AtomicStore(RateLimiterStoreABC):
-    async def spend(self, buckets: list[Bucket]) -> float | None:
-        """Spend one request from every bucket, or from none when any is empty; return None,
-        or the seconds to wait."""
+    async def spend(self, buckets: list[Bucket]) -> tuple[float | None, list[float]]:
+        """Spend one request from every bucket, or from none when any is empty. Return None or
+        the seconds to wait, and each bucket's distance from full (in seconds) after."""
+        raise NotImplementedError
+
+    async def refund(self, buckets: list[Bucket]) -> list[float]:
+        """Give one request back to each bucket (never more than it holds); return each
+        bucket's distance from full after."""
         raise NotImplementedError
 
 
-def _wait(bucket: Bucket, tat: float, now: float) -> float:
-    """GCRA: how long past its allowance a bucket whose theoretical arrival time is `tat` is."""
-    return (tat - now) - (bucket.period - bucket.inverse)
+class PruningMemoryStore(AtomicStore):
+    """A per-process store on the app's clock, forgetting keys whose time has passed.
 
-
-class PruningMemoryStore(MemoryStore, AtomicStore):
-    """quart-rate-limiter's per-process store, forgetting keys whose time has passed.
-
-    The library's store keeps every key forever: one per address or email ever seen. `spend`
-    never awaits, so no other request of this process runs in the middle of it.
+    quart-rate-limiter's MemoryStore keeps every key forever: one per address or email ever
+    seen. `spend` and `refund` never await, so no other request of this process runs in the
+    middle of them. Its time never runs backwards: a wall clock set back must not make every
+    bucket look spent.
     """
 
     PRUNE_EVERY = 1024
 
     def __init__(self) -> None:
-        super().__init__()
+        self._tats: dict[str, float] = {}
         self._writes = 0
+        self._now = 0.0
 
-    async def spend(self, buckets: list[Bucket]) -> float | None:
-        now = datetime.now(UTC)
-        tats = [max(self._tats.get(bucket.key, now), now).timestamp() for bucket in buckets]
-        wait = max(
-            _wait(bucket, tat, now.timestamp()) for bucket, tat in zip(buckets, tats, strict=True)
-        )
+    def _time(self) -> float:
+        self._now = max(self._now, clock.utcnow().timestamp())
+        return self._now
+
+    async def before_serving(self) -> None:
+        pass
+
+    async def after_serving(self) -> None:
+        pass
+
+    async def get(self, key: str, default: Any) -> Any:  # the library's interface, unused
+        return self._tats.get(key, default)
+
+    async def set(self, key: str, tat: Any) -> None:
+        self._tats[key] = tat.timestamp() if hasattr(tat, "timestamp") else float(tat)
+
+    async def spend(self, buckets: list[Bucket]) -> tuple[float | None, list[float]]:
+        now = self._time()
+        tats = [max(self._tats.get(bucket.key, now), now) for bucket in buckets]
+        wait = max(_wait_of(bucket, tat - now) for bucket, tat in zip(buckets, tats, strict=True))
         if wait > 0:
-            return wait
+            return wait, [tat - now for tat in tats]
         for bucket, tat in zip(buckets, tats, strict=True):
-            self._tats[bucket.key] = datetime.fromtimestamp(tat + bucket.inverse, UTC)
+            self._tats[bucket.key] = tat + bucket.inverse
         self._writes += 1
         if self._writes % self.PRUNE_EVERY == 0:
             self._tats = {key: value for key, value in self._tats.items() if value > now}
-        return None
+        return None, [tat + bucket.inverse - now for bucket, tat in zip(buckets, tats, strict=True)]
+
+    async def refund(self, buckets: list[Bucket]) -> list[float]:
+        now = self._time()
+        separations = []
+        for bucket in buckets:
+            tat = max(self._tats.get(bucket.key, now) - bucket.inverse, now)
+            if tat > now:
+                self._tats[bucket.key] = tat
+            else:
+                self._tats.pop(bucket.key, None)
+            separations.append(tat - now)
+        return separations
 
 
 # The same GCRA in Redis, atomic across workers and hosts, on Redis' own clock (hosts' clocks
-# may differ). KEYS are the buckets; ARGV holds each one's period and inverse.
+# may differ). KEYS are the buckets; ARGV holds each one's period and inverse. Both answer
+# each bucket's distance from full after them (as text: Lua numbers would lose the fraction).
 _SPEND_SCRIPT = """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
@@ -183,25 +355,62 @@ for i, key in ipairs(KEYS) do
   tats[i] = tat
   wait = math.max(wait, (tat - now) - (period - inverse))
 end
-if wait > 0 then return tostring(wait) end
+local answer = {}
+if wait > 0 then
+  answer[1] = tostring(wait)
+  for i = 1, #KEYS do answer[i + 1] = tostring(tats[i] - now) end
+  return answer
+end
+answer[1] = ''
 for i, key in ipairs(KEYS) do
   local next_tat = tats[i] + tonumber(ARGV[2 * i])
   redis.call('SET', key, tostring(next_tat), 'PX', math.max(1, math.ceil((next_tat - now) * 1000)))
+  answer[i + 1] = tostring(next_tat - now)
 end
-return false
+return answer
+"""
+_REFUND_SCRIPT = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local answer = {}
+for i, key in ipairs(KEYS) do
+  local tat = math.max(tonumber(redis.call('GET', key) or now) - tonumber(ARGV[i]), now)
+  if tat > now then
+    redis.call('SET', key, tostring(tat), 'PX', math.max(1, math.ceil((tat - now) * 1000)))
+  else
+    redis.call('DEL', key)
+  end
+  answer[i] = tostring(tat - now)
+end
+return answer
 """
 
 
-class ExpiringRedisStore(RedisStore, AtomicStore):
-    """quart-rate-limiter's Redis store (shared by workers and hosts), spending atomically in a
-    script, with keys that expire once their time has passed (then they mean no key)."""
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
-    async def spend(self, buckets: list[Bucket]) -> float | None:
+
+class ExpiringRedisStore(RedisStore, AtomicStore):
+    """quart-rate-limiter's Redis store (shared by workers and hosts), spending and giving back
+    atomically in scripts, with keys that expire once their time has passed (then they mean
+    no key)."""
+
+    async def spend(self, buckets: list[Bucket]) -> tuple[float | None, list[float]]:
         assert self._redis is not None  # connected in before_serving
         args = [number for bucket in buckets for number in (bucket.period, bucket.inverse)]
         keys = [bucket.key for bucket in buckets]
-        wait = await self._redis.eval(_SPEND_SCRIPT, len(keys), *keys, *args)
-        return None if wait is None else float(wait)
+        answer = [_text(item) for item in await self._redis.eval(
+            _SPEND_SCRIPT, len(keys), *keys, *args)]  # fmt: skip
+        wait = float(answer[0]) if answer[0] else None
+        return wait, [float(item) for item in answer[1:]]
+
+    async def refund(self, buckets: list[Bucket]) -> list[float]:
+        assert self._redis is not None
+        keys = [bucket.key for bucket in buckets]
+        answer = await self._redis.eval(
+            _REFUND_SCRIPT, len(keys), *keys, *(bucket.inverse for bucket in buckets)
+        )
+        return [float(_text(item)) for item in answer]
 
     async def after_serving(self) -> None:
         if self._redis is not None:
@@ -216,30 +425,44 @@ def limiter_store(settings: Settings) -> AtomicStore:
 
 
 # Every limit is layered: per client address, and per account (the one a body names, or the
-# one signed in), so neither many addresses nor many accounts buy an attacker more tries.
+# one signed in), so neither many addresses nor many accounts buy an attacker more tries. A
+# client that presents its device for the account draws on that device's budget instead of
+# the account's, so strangers cannot lock the owner out.
 LOGIN_LIMITS: list[RateLimit] = [
-    ConfiguredLimit("login_rate_limit_ip", client_address_key),
-    ConfiguredLimit("login_rate_limit_account", named_account_key),
+    ConfiguredLimit("login_rate_limit_ip", client_address_key, give_back="if_proved"),
+    ConfiguredLimit("hash_rate_limit_ip", client_address_key),
+    ConfiguredLimit(
+        "login_rate_limit_account", untrusted_named_account_key, give_back="unless_failed"
+    ),
+    ConfiguredLimit("login_rate_limit_device", named_device_key, give_back="unless_failed"),
+]
+# Each of these mails the address named. A stranger's requests spend the budget of their own
+# address for that account, and every stranger together spends the account's; the owner's
+# device has a budget of its own, so they can always ask for their link.
+MAIL_LIMITS: list[RateLimit] = [
+    ConfiguredLimit("mail_rate_limit_ip", client_address_key),
+    ConfiguredLimit("mail_rate_limit_client_account", client_and_untrusted_named_account_key),
+    ConfiguredLimit("mail_rate_limit_account", untrusted_named_account_key),
+    ConfiguredLimit("mail_rate_limit_client_account", named_device_key),
 ]
 # Registering sends the named address a mail (a welcome link, or "you already have an account").
 REGISTER_LIMITS: list[RateLimit] = [
     ConfiguredLimit("register_rate_limit_ip", client_address_key),
-    ConfiguredLimit("mail_rate_limit_account", named_account_key),
+    *MAIL_LIMITS[1:],
 ]
 # Checking a current password (a change, deletion, re-auth) is a sign-in attempt, so it spends
-# the sign-in budgets of the address and the account.
+# the sign-in budgets of the address and the account (or this device).
 PASSWORD_CHANGE_LIMITS: list[RateLimit] = [
-    ConfiguredLimit("login_rate_limit_ip", client_address_key),
-    ConfiguredLimit("login_rate_limit_account", signed_in_account_key),
+    ConfiguredLimit("login_rate_limit_ip", client_address_key, give_back="if_proved"),
+    ConfiguredLimit("hash_rate_limit_ip", client_address_key),
+    ConfiguredLimit(
+        "login_rate_limit_account", untrusted_signed_in_account_key, give_back="unless_failed"
+    ),
+    ConfiguredLimit("login_rate_limit_device", signed_in_device_key, give_back="unless_failed"),
 ]
 WRITE_LIMITS: list[RateLimit] = [
     ConfiguredLimit("write_rate_limit", client_address_key),
     ConfiguredLimit("write_rate_limit", signed_in_account_key),
-]
-# Each of these sends mail: per address and per account named, so nobody is flooded.
-MAIL_LIMITS: list[RateLimit] = [
-    ConfiguredLimit("mail_rate_limit_ip", client_address_key),
-    ConfiguredLimit("mail_rate_limit_account", named_account_key),
 ]
 EMAIL_CHANGE_LIMITS: list[RateLimit] = [
     *PASSWORD_CHANGE_LIMITS,

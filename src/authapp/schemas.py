@@ -5,28 +5,12 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, Field, StringConstraints
 
+from .emails import normalize_email as normalize_email  # re-exported: the CLI takes it here
 from .passwords import MAX_PASSWORD_LENGTH
 
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def normalize_email(value: str) -> str:
-    """Syntax only (no DNS): trimmed, domain lower-cased, as email-validator normalises it."""
-    try:
-        return validate_email(value, check_deliverability=False).normalized
-    except EmailNotValidError as error:
-        raise ValueError(str(error)) from None
-
-
-def lookup_email(value: str) -> str:
-    """The form an email is looked up by: normalised when valid, else just trimmed."""
-    try:
-        return normalize_email(value)
-    except ValueError:
-        return value.strip()
 
 
 def _plain_text(value: str) -> str:

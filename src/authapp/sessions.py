@@ -31,6 +31,7 @@ from .models.sessions import (
     update_session_revoked_by_public_id,
     update_sessions_revoked_of_user,
 )
+from .models.users import TrustedDevice
 from .passwords import PasswordHashing
 
 log = logging.getLogger(__name__)
@@ -147,10 +148,15 @@ def reauth_required() -> APIError:
 
 
 async def reauthenticate(
-    db: Database, hashing: PasswordHashing, account: SessionAccount, password: str
+    db: Database,
+    hashing: PasswordHashing,
+    account: SessionAccount,
+    password: str,
+    *,
+    device: TrustedDevice | None = None,
 ) -> None:
     """Prove the password again on this session, which makes it fresh."""
-    await check_current_password(db, hashing, account, password, field="password")
+    await check_current_password(db, hashing, account, password, field="password", device=device)
     async with db.transaction() as connection:
         await update_session_authenticated(connection, account.session_id, clock.utcnow())
         await audit.record(connection, account.user_id, "reauthenticated")

@@ -155,7 +155,7 @@ async def test_database_keeps_only_the_token_hash(
     await make_user()
     await login()
     assert client.cookie_jar is not None
-    cookie = next(iter(client.cookie_jar))
+    cookie = next(each for each in client.cookie_jar if each.name == "__Host-authapp_session")
     auth_id = app.extensions["QUART_AUTH"][0].load_token(cookie.value, app=app)
     assert len(auth_id) == 43  # 256 random bits, base64url
     stored = await fetch_val(app, "SELECT id FROM sessions")

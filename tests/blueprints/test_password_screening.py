@@ -151,7 +151,8 @@ async def old_common_password(app: Quart) -> str:
     state = app_state(app)
     async with state.db.connection() as connection:
         await insert_user(
-            connection, email=EMAIL, password_hash=await state.hashing.hash(password),
+            connection, email=EMAIL, email_key=EMAIL.lower(),
+            password_hash=await state.hashing.hash(password),
             display_name="ghopper", now=clock.utcnow(),
         )  # fmt: skip
     return password

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from quart import Quart
 
+from authapp.emails import email_key
 from authapp.models.users import User
 from tests.conftest import ROOT, execute, fetch_val
 
@@ -19,10 +20,13 @@ MakeUser = Callable[..., Awaitable[User]]
 
 async def insert_user(app: Quart, **columns: object) -> None:
     row = {"email": "x@example.com", "password_hash": HASH, "display_name": "X", **columns}
+    if "email_key" not in row:  # as the app keys it, or the raw text where that is no address
+        email = row["email"]
+        row["email_key"] = email_key(email) or email if isinstance(email, str) else email
     await execute(
         app,
-        "INSERT INTO users (email, password_hash, display_name) "
-        "VALUES (:email, :password_hash, :display_name)",
+        "INSERT INTO users (email, email_key, password_hash, display_name) "
+        "VALUES (:email, :email_key, :password_hash, :display_name)",
         row,
     )
 
@@ -40,6 +44,8 @@ async def insert_user(app: Quart, **columns: object) -> None:
         {"display_name": ""},
         {"display_name": " padded "},
         {"display_name": "x" * 101},
+        {"email_key": None},
+        {"email_key": "no-at-sign"},
     ],
 )
 async def test_users_refuse_bad_rows(app: Quart, columns: dict[str, object]) -> None:
@@ -47,10 +53,22 @@ async def test_users_refuse_bad_rows(app: Quart, columns: dict[str, object]) -> 
         await insert_user(app, **columns)
 
 
-async def test_emails_are_unique_whatever_their_case(app: Quart) -> None:
+async def test_email_keys_are_unique(app: Quart) -> None:
     await insert_user(app, email="Same@Example.com")
     with pytest.raises(asyncpg.UniqueViolationError):
         await insert_user(app, email="same@example.COM")
+
+
+async def test_the_database_locale_decides_nothing(app: Quart) -> None:
+    """Only the key decides: PostgreSQL's lower() folds `İ` to `i` under a UTF-8 locale, yet
+    these are two accounts, and no index on lower(email) is left to say otherwise."""
+    await insert_user(app, email="j\u0130m@example.com")
+    await insert_user(app, email="jim@example.com")
+    assert await fetch_val(app, "SELECT count(*) FROM users") == 2
+    indexes = await fetch_val(
+        app, "SELECT string_agg(indexdef, ' ') FROM pg_indexes WHERE tablename = 'users'"
+    )
+    assert "lower(" not in indexes
 
 
 async def insert_session(app: Quart, user_id: object, **columns: object) -> None:

@@ -21,7 +21,7 @@ from quart_schema import (
     validate_response,
 )
 
-from .. import accounts, audit, lifecycle, sessions, tokens
+from .. import accounts, audit, devices, lifecycle, sessions, tokens
 from ..audit import EventKind
 from ..csrf import check_api_origin
 from ..errors import documents_errors
@@ -314,14 +314,18 @@ async def change_password(data: PasswordChangeIn) -> tuple[str, int]:
     fresh sign-in: 401 `REAUTH_REQUIRED` (see `POST /api/auth/reauth`).
     """
     app_state = state()
-    await lifecycle.change_password(
+    account = await signed_in_session()
+    revoked = await lifecycle.change_password(
         app_state.db,
         app_state.hashing,
         app_state.settings,
-        await signed_in_session(),
+        account,
         current_password=data.current_password,
         new_password=data.new_password,
+        device=devices.trusted(account.user_id),
     )
+    # Every device's trust ended with the old password; this one proved both.
+    devices.remember_device(account.user_id, revoked.security_stamp, account.email_key)
     return "", 204
 
 
@@ -347,14 +351,16 @@ async def change_email(data: EmailChangeIn) -> tuple[MessageOut, int]:
     fresh sign-in: 401 `REAUTH_REQUIRED`.
     """
     app_state = state()
+    account = await signed_in_session()
     await lifecycle.request_email_change(
         app_state.db,
         app_state.hashing,
         app_state.settings,
-        await signed_in_session(),
+        account,
         password=data.password,
         new_email=data.new_email,
         base_url=public_base_url(),
+        device=devices.trusted(account.user_id),
     )
     return MessageOut(message="Check the new inbox: the change needs its link."), 202
 
@@ -378,9 +384,11 @@ async def delete_me(data: DeleteAccountIn) -> tuple[str, int]:
     400 `WRONG_PASSWORD`. Needs a fresh sign-in: 401 `REAUTH_REQUIRED`.
     """
     app_state = state()
+    account = await signed_in_session()
     await lifecycle.delete_account(
-        app_state.db, app_state.hashing, await signed_in_session(), password=data.password
-    )
+        app_state.db, app_state.hashing, account, password=data.password,
+        device=devices.trusted(account.user_id),
+    )  # fmt: skip
     logout_user()
     return "", 204
 
@@ -408,9 +416,11 @@ async def reauth(data: ReauthIn) -> tuple[str, int]:
     400 `WRONG_PASSWORD`; tries count against the account's sign-in limit.
     """
     app_state = state()
+    account = await signed_in_session()
     await sessions.reauthenticate(
-        app_state.db, app_state.hashing, await signed_in_session(), data.password
-    )
+        app_state.db, app_state.hashing, account, data.password,
+        device=devices.trusted(account.user_id),
+    )  # fmt: skip
     return "", 204
 
 

@@ -18,7 +18,7 @@ from quart_auth import Unauthorized, current_user, logout_user
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import DataSource, RequestSchemaValidationError, hide, validate_request
 
-from .. import lifecycle, sessions
+from .. import devices, lifecycle, sessions
 from ..csrf import check_csrf
 from ..errors import (
     APIError,
@@ -333,10 +333,12 @@ async def reauth_page() -> ResponseReturnValue:
 @validate_request(ReauthForm, source=DataSource.FORM)
 async def reauth(data: ReauthForm) -> ResponseReturnValue:
     app_state = state()
+    account = await signed_in_session()
     try:
         await sessions.reauthenticate(
-            app_state.db, app_state.hashing, await signed_in_session(), data.password
-        )
+            app_state.db, app_state.hashing, account, data.password,
+            device=devices.trusted(account.user_id),
+        )  # fmt: skip
     except APIError as error:
         if error.code != "WRONG_PASSWORD":
             raise

@@ -13,7 +13,7 @@ from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import DataSource, RequestSchemaValidationError, hide, validate_request
 from werkzeug.datastructures import MultiDict
 
-from .. import accounts, lifecycle, sessions, tokens
+from .. import accounts, devices, lifecycle, sessions, tokens
 from ..csrf import check_csrf
 from ..errors import (
     APIError,
@@ -150,22 +150,26 @@ async def change_password(data: PasswordForm) -> ResponseReturnValue:
     if data.new_password != data.new_password_confirm:
         return await _account_page(status=400, errors=mismatch("new_password_confirm"))
     app_state = state()
+    account = await signed_in_session()
     try:
         revoked = await lifecycle.change_password(
             app_state.db,
             app_state.hashing,
             app_state.settings,
-            await signed_in_session(),
+            account,
             current_password=data.current_password,
             new_password=data.new_password,
+            device=devices.trusted(account.user_id),
         )
     except APIError as error:
         if error.status != 400:
             raise
         return await _account_page(status=400, errors=error.details)
+    # Every device's trust ended with the old password; this one proved both.
+    devices.remember_device(account.user_id, revoked.security_stamp, account.email_key)
     message = "Your password is changed."
-    if revoked:
-        message += f" {_signed_out(revoked)}"
+    if revoked.sessions:
+        message += f" {_signed_out(revoked.sessions)}"
     await flash(message, "success")
     return redirect(ACCOUNT_PAGE)
 
@@ -213,10 +217,12 @@ class EmailChangeForm(BaseModel):
 @validate_request(EmailChangeForm, source=DataSource.FORM)
 async def change_email(data: EmailChangeForm) -> ResponseReturnValue:
     app_state = state()
+    account = await signed_in_session()
     try:
         await lifecycle.request_email_change(
-            app_state.db, app_state.hashing, app_state.settings, await signed_in_session(),
+            app_state.db, app_state.hashing, app_state.settings, account,
             password=data.email_password, new_email=data.new_email, base_url=public_base_url(),
+            device=devices.trusted(account.user_id),
         )  # fmt: skip
     except APIError as error:
         if error.status != 400:
@@ -241,10 +247,11 @@ class DeleteAccountForm(BaseModel):
 @validate_request(DeleteAccountForm, source=DataSource.FORM)
 async def delete_account(data: DeleteAccountForm) -> ResponseReturnValue:
     app_state = state()
+    account = await signed_in_session()
     try:
         await lifecycle.delete_account(
-            app_state.db, app_state.hashing, await signed_in_session(),
-            password=data.delete_password,
+            app_state.db, app_state.hashing, account, password=data.delete_password,
+            device=devices.trusted(account.user_id),
         )  # fmt: skip
     except APIError as error:
         if error.status != 400:

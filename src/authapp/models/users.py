@@ -14,14 +14,15 @@ from quart_db import Connection
 # effect where a FROM names it: PostgreSQL runs an unreferenced SELECT in WITH not at all.
 QUICK_COMMIT = "quick_commit AS (SELECT set_config('synchronous_commit', 'off', true))"
 
-_COLUMNS = """id, email, password_hash, display_name, is_active, email_verified_at,
-              created_at, updated_at, last_login_at, failed_logins, locked_until"""
+_COLUMNS = """id, email, email_key, password_hash, display_name, is_active, email_verified_at,
+              created_at, updated_at, last_login_at, failed_logins, locked_until, security_stamp"""
 
 
 @dataclass(frozen=True)
 class User:
     id: UUID
     email: str
+    email_key: str  # authapp.emails.email_key(email): what lookups and the unique index compare
     password_hash: str
     display_name: str
     is_active: bool
@@ -31,6 +32,9 @@ class User:
     last_login_at: datetime | None
     failed_logins: int
     locked_until: datetime | None
+    # Replaced whenever the credentials change: what was granted under the old ones (device
+    # cookies) names the old stamp and is worth nothing after.
+    security_stamp: UUID
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Account:
 
     user_id: UUID
     email: str
+    email_key: str
     display_name: str
     email_verified_at: datetime | None
     created_at: datetime
@@ -48,15 +53,15 @@ class Account:
 
 
 # The columns of Account, for queries that join users as `u` to the credential they resolve.
-ACCOUNT_COLUMNS = """u.id AS user_id, u.email, u.display_name, u.email_verified_at,
+ACCOUNT_COLUMNS = """u.id AS user_id, u.email, u.email_key, u.display_name, u.email_verified_at,
                      u.created_at, u.last_login_at, u.previous_login_at,
                      host(u.previous_login_ip) AS previous_login_ip"""
 
 
-async def select_user_by_email(db: Connection, email: str) -> User | None:
+async def select_user_by_email_key(db: Connection, email_key: str) -> User | None:
     row = await db.fetch_first(
-        f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower(:email)",  # noqa: S608
-        {"email": email},
+        f"SELECT {_COLUMNS} FROM users WHERE email_key = :email_key",  # noqa: S608
+        {"email_key": email_key},
     )
     return None if row is None else User(**row)
 
@@ -70,16 +75,24 @@ async def select_user_by_id(db: Connection, user_id: UUID) -> User | None:
 
 
 async def insert_user(
-    db: Connection, *, email: str, password_hash: str, display_name: str, now: datetime
+    db: Connection,
+    *,
+    email: str,
+    email_key: str,
+    password_hash: str,
+    display_name: str,
+    now: datetime,
 ) -> User | None:
-    """Insert a user, or return None when the email is taken (whatever its case)."""
+    """Insert a user, or return None when another account has the address's key."""
     row = await db.fetch_first(
-        f"""INSERT INTO users (email, password_hash, display_name, created_at, updated_at)
-                 VALUES (:email, :password_hash, :display_name, :now, :now)
-            ON CONFLICT (lower(email)) DO NOTHING
+        f"""INSERT INTO users (email, email_key, password_hash, display_name, created_at,
+                               updated_at)
+                 VALUES (:email, :email_key, :password_hash, :display_name, :now, :now)
+            ON CONFLICT (email_key) DO NOTHING
               RETURNING {_COLUMNS}""",  # noqa: S608
-        {"email": email, "password_hash": password_hash, "display_name": display_name, "now": now},
-    )
+        {"email": email, "email_key": email_key, "password_hash": password_hash,
+         "display_name": display_name, "now": now},
+    )  # fmt: skip
     return None if row is None else User(**row)
 
 
@@ -111,31 +124,60 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class TrustedDevice:
+    """What a device cookie claims: the user it signed in, under which security stamp."""
+
+    user_id: UUID
+    security_stamp: UUID
+
+
+@dataclass(frozen=True)
 class CountedAttempt:
     user: User  # as it was before this attempt
-    attempt: Attempt | None  # None: the account is locked, and nothing was counted
+    # None: nothing was counted, because the account is locked or the device is trusted.
+    attempt: Attempt | None
+    trusted: bool  # the device cookie names this user and their current security stamp
 
 
-async def update_user_attempt_counted_by_email(
-    db: Connection, email: str, *, now: datetime, lockout: Lockout
+async def update_user_attempt_counted_by_email_key(
+    db: Connection,
+    email_key: str,
+    *,
+    now: datetime,
+    lockout: Lockout,
+    device: TrustedDevice | None = None,
 ) -> CountedAttempt | None:
-    """The user with this email, with one more failed password counted; None for no user."""
-    return await _count_attempt(db, "lower(email) = lower(:key)", email, now, lockout)
+    """The user with this address key, with one more failed password counted unless `device`
+    is theirs; None for no user."""
+    return await _count_attempt(db, "email_key = :key", email_key, now, lockout, device)
 
 
 async def update_user_attempt_counted_by_id(
-    db: Connection, user_id: UUID, *, now: datetime, lockout: Lockout
+    db: Connection,
+    user_id: UUID,
+    *,
+    now: datetime,
+    lockout: Lockout,
+    device: TrustedDevice | None = None,
 ) -> CountedAttempt | None:
-    """The user with this id, with one more failed password counted; None for no user."""
-    return await _count_attempt(db, "id = :key", user_id, now, lockout)
+    """The user with this id, with one more failed password counted unless `device` is
+    theirs; None for no user."""
+    return await _count_attempt(db, "id = :key", user_id, now, lockout, device)
 
 
 async def _count_attempt(
-    db: Connection, where: str, key: object, now: datetime, lockout: Lockout
+    db: Connection,
+    where: str,
+    key: object,
+    now: datetime,
+    lockout: Lockout,
+    device: TrustedDevice | None,
 ) -> CountedAttempt | None:
     """Find the user and count an attempt, before its hash is checked, in one statement, so
     concurrent attempts each count and none slips past a lock; unless already locked, lock
-    from the threshold on.
+    from the threshold on. An attempt from the user's trusted device (its cookie names them
+    and their current stamp) is not counted here: the lockout is for untrusted clients, and a
+    trusted device has a budget of its own (the rate limits).
 
     Its commit does not wait for the disk (synchronous_commit is off for this statement's own
     transaction; a crash may forget a few counts), so a known email answers as fast as an
@@ -143,7 +185,10 @@ async def _count_attempt(
     """
     row = await db.fetch_first(
         f"""WITH {QUICK_COMMIT}, target AS (
-                SELECT {_COLUMNS} FROM users, quick_commit WHERE {where}
+                SELECT {_COLUMNS},
+                       (id = CAST(:device_user AS uuid)
+                        AND security_stamp = CAST(:device_stamp AS uuid)) IS TRUE AS trusted
+                  FROM users, quick_commit WHERE {where}
             ), counted AS (
                 UPDATE users u
                    SET failed_logins = u.failed_logins + 1,
@@ -155,29 +200,39 @@ async def _count_attempt(
                                    * power(2, least(u.failed_logins + 1 - :threshold, 40))))
                        END
                   FROM target
-                 WHERE u.id = target.id AND (u.locked_until IS NULL OR u.locked_until <= :now)
+                 WHERE u.id = target.id AND NOT target.trusted
+                   AND (u.locked_until IS NULL OR u.locked_until <= :now)
              RETURNING u.failed_logins AS attempt_failed_logins,
                        u.locked_until AS attempt_locked_until
             )
             SELECT * FROM target LEFT JOIN counted ON true""",  # noqa: S608 (fixed fragments)
         {"key": key, "now": now, "threshold": lockout.threshold, "delay": lockout.delay,
-         "max_delay": lockout.max_delay},
+         "max_delay": lockout.max_delay,
+         "device_user": device.user_id if device else None,
+         "device_stamp": device.security_stamp if device else None},
     )  # fmt: skip
     if row is None:
         return None
     values = dict(row)
     failed_logins = values.pop("attempt_failed_logins")
     locked_until = values.pop("attempt_locked_until")
+    trusted = values.pop("trusted")
     attempt = None if failed_logins is None else Attempt(failed_logins, locked_until)
-    return CountedAttempt(User(**values), attempt)
+    return CountedAttempt(User(**values), attempt, trusted)
 
 
-async def update_user_attempts_cleared(db: Connection, user_id: UUID) -> None:
-    """The password proved right (or was reset): the failures before it are forgiven."""
+async def update_user_attempts_cleared(
+    db: Connection, user_id: UUID, *, unless_locked_at: datetime | None = None
+) -> None:
+    """The password proved right (or was reset): the failures before it are forgiven; with
+    `unless_locked_at`, only if the account is not locked then (a trusted device's success
+    must not give a stranger who locked the account a fresh run of guesses)."""
     await db.execute(
         """UPDATE users SET failed_logins = 0, locked_until = NULL
-            WHERE id = :id AND (failed_logins > 0 OR locked_until IS NOT NULL)""",
-        {"id": user_id},
+            WHERE id = :id AND (failed_logins > 0 OR locked_until IS NOT NULL)
+              AND (CAST(:unless_locked_at AS timestamptz) IS NULL OR locked_until IS NULL
+                   OR locked_until <= :unless_locked_at)""",
+        {"id": user_id, "unless_locked_at": unless_locked_at},
     )
 
 
@@ -210,18 +265,32 @@ async def update_user_email_verified(
     return bool(verified)
 
 
-async def update_user_email(db: Connection, user_id: UUID, email: str, now: datetime) -> bool:
+async def update_user_email(
+    db: Connection, user_id: UUID, email: str, email_key: str, now: datetime
+) -> bool:
     """Move the user to a new (and so verified) address; False when another account has it."""
     try:
         changed = await db.fetch_val(
-            """UPDATE users SET email = :email, email_verified_at = :now, updated_at = :now
+            """UPDATE users SET email = :email, email_key = :email_key, email_verified_at = :now,
+                                updated_at = :now
                 WHERE id = :id AND is_active
             RETURNING true""",
-            {"id": user_id, "email": email, "now": now},
+            {"id": user_id, "email": email, "email_key": email_key, "now": now},
         )
     except asyncpg.UniqueViolationError:
         return False
     return bool(changed)
+
+
+async def update_user_security_stamp(db: Connection, user_id: UUID) -> UUID:
+    """A new stamp, returned: whatever names the old one (device cookies) stops counting."""
+    stamp = await db.fetch_val(
+        "UPDATE users SET security_stamp = gen_random_uuid() WHERE id = :id "
+        "RETURNING security_stamp",
+        {"id": user_id},
+    )
+    assert isinstance(stamp, UUID)  # the caller holds the user's row in its transaction
+    return stamp
 
 
 async def delete_user(db: Connection, user_id: UUID) -> bool:
