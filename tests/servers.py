@@ -73,13 +73,15 @@ def hypercorn(
     *,
     args: Sequence[str] = (),
     output: list[str] | None = None,
+    log_path: Path | None = None,
     **settings: str,
 ) -> Iterator[str]:
     """hypercorn with the repository's hypercorn.toml on a free port; yields its base URL.
 
-    Mail goes to `smtp_url`; links in it start with the server's own URL unless
-    AUTHAPP_BASE_URL is given. `settings` are extra AUTHAPP_* variables; everything else is
-    production's defaults. What the server printed is appended to `output` once it stops.
+    Mail goes to `smtp_url` (to the outbox when it is ""); links in it start with the server's
+    own URL unless AUTHAPP_BASE_URL is given. `settings` are extra AUTHAPP_* variables;
+    everything else is production's defaults. What the server printed is appended to `output`
+    once it stops; with `log_path`, it is also in that file, which a test may read meanwhile.
     """
     port = free_port()
     env = clean_env(
@@ -91,7 +93,7 @@ def hypercorn(
         **{"AUTHAPP_BASE_URL": f"http://127.0.0.1:{port}", **settings},
     )
     # A file, not a pipe: a server that logs more than a pipe holds would block on writing.
-    with tempfile.TemporaryFile() as log:
+    with open(log_path, "w+b") if log_path else tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             [BIN / "hypercorn", "--config", "hypercorn.toml", "--bind", f"127.0.0.1:{port}",
              *args, "authapp:create_app()"],

@@ -27,6 +27,7 @@ from authapp.logs import (
     RequestIdFilter,
     TextFormatter,
     configure_logging,
+    log_for_dev_console,
     printed_elsewhere,
     redact,
 )
@@ -216,6 +217,67 @@ def test_configure_logging_installs_one_handler_unless_the_host_has_its_own() ->
     finally:
         root.handlers = saved
         logging.captureWarnings(False)
+
+
+PRODUCTION = {"SECRET_KEY": "k" * 32, "DATABASE_URL": "postgresql://x", "SMTP_URL": "smtp://h",
+              "BASE_URL": "https://auth.example.com"}  # fmt: skip
+
+
+class Records(logging.Handler):
+    """A host program's handler that keeps the records themselves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize(
+    ("settings", "whole"),
+    [
+        ({"ENV": "development"}, True),
+        ({"ENV": "development", "LOG_FORMAT": "json"}, False),
+        ({"ENV": "testing"}, False),
+        (PRODUCTION, False),
+        ({**PRODUCTION, "LOG_FORMAT": "text"}, False),
+    ],
+)
+def test_a_line_for_the_dev_console_is_whole_only_on_developments_text_console(
+    settings: dict[str, str], whole: bool
+) -> None:
+    """The outbox's link line (tests/test_dev_outbox.py sends real mail through it): authapp's
+    console prints it whole in development's text lines only; every other format, and every
+    other handler, gets it redacted, and no part of the record holds the token."""
+    token = "T0ken_" + "x" * 37
+    text = f"outbox: a.eml to ada@example.com: http://127.0.0.1:8000/auth/verify-email/{token}"
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    console, hosts, kept = io.StringIO(), io.StringIO(), Records()
+    try:
+        root.handlers = []
+        configure_logging(load_settings(settings, environ={}))
+        (handler,) = root.handlers
+        assert isinstance(handler, AuthappLogHandler)
+        handler.setStream(console)
+        host = logging.StreamHandler(hosts)
+        host.setFormatter(logging.Formatter("%(message)s %(args)s"))
+        root.handlers += [host, kept]
+        log_for_dev_console(logging.getLogger("authapp.mail"), logging.INFO, text)
+    finally:
+        root.handlers = saved
+        logging.captureWarnings(False)
+    printed = console.getvalue()
+    if whole:
+        assert printed.endswith(f"authapp.mail: {text}\n")
+    else:
+        assert token not in printed
+        assert "/auth/verify-email/[redacted]" in printed
+    assert hosts.getvalue() == f"{redact(text)} ()\n"
+    (record,) = kept.records
+    assert token not in repr(vars(record))
+    assert record.pathname == __file__  # the caller's place, as log.info would give
 
 
 def test_the_format_defaults_by_environment() -> None:

@@ -12,7 +12,7 @@ from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, Response, request
 
 from .audit import init_audit
-from .blueprints import api, auth, docs, health, protected
+from .blueprints import api, auth, dev, docs, health, protected
 from .config import ConfigError, Settings, load_settings, with_development_secret
 from .context import RequestContextMiddleware
 from .embedded import start_embedded_postgres
@@ -73,6 +73,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     init_audit(app, app_state.db, settings)
     for blueprint in (auth.bp, protected.bp, api.bp, docs.bp, health.bp):
         app.register_blueprint(blueprint)
+    if settings.env == "development":  # its mailed links are for the developer's eyes only
+        app.register_blueprint(dev.bp)
     register_error_handlers(app)
     init_templating(app, settings)
 

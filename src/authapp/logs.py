@@ -7,6 +7,10 @@ and its access log) to that handler too, so every line has the same shape. Secre
 out twice: the access log's atoms are redacted before the line is made (a filter on the
 `hypercorn.access` logger, which works whatever handler prints it), and every line our
 handler prints is redacted again (a path with a mailed token can reach an error message).
+
+One exception, for a developer: the outbox's mailed links (`log_for_dev_console`) reach every
+handler redacted, but the console of development (authapp's own handler, text lines) prints
+them whole, so `make run` shows a link to click. The whole text is never on the record.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import re
 from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from .config import LogFormat, Settings
+from .config import Settings
 from .context import current_request
 
 ACCESS_LOGGER = "hypercorn.access"
@@ -31,6 +36,9 @@ _API_TOKEN_RE = re.compile(r"authapp_pat_[A-Za-z0-9_-]+")
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
 # Access-log atoms that are credentials whole (if an operator ever puts them in the format).
 _SECRET_ATOMS = {"{authorization}i", "{proxy-authorization}i", "{cookie}i", "{set-cookie}o"}
+# The whole text of records that only the development console prints whole, kept off the
+# record itself, so no other handler, formatter or copy of the record can see it.
+_WHOLE_TEXT: WeakKeyDictionary[logging.LogRecord, str] = WeakKeyDictionary()
 # The attributes every LogRecord has; anything else on a record is an extra field.
 _RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -44,6 +52,17 @@ def redact(text: str) -> str:
     text = _LINK_TOKEN_RE.sub(rf"\g<1>{REDACTED}", text)
     text = _API_TOKEN_RE.sub(f"authapp_pat_{REDACTED}", text)
     return _BEARER_RE.sub(rf"\g<1>{REDACTED}", text)
+
+
+def log_for_dev_console(logger: logging.Logger, level: int, text: str) -> None:
+    """Log `text` redacted, as every line is, except on the console of development (authapp's
+    handler printing text), which prints it whole: a mailed link a developer clicks."""
+    if not logger.isEnabledFor(level):
+        return
+    path, line, function, _ = logger.findCaller(stacklevel=2)
+    record = logger.makeRecord(logger.name, level, path, line, redact(text), (), None, function)
+    _WHOLE_TEXT[record] = text
+    logger.handle(record)
 
 
 class RequestIdFilter(logging.Filter):
@@ -82,13 +101,20 @@ class AccessLogFilter(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """`[time] [pid] [LEVEL] logger: message [request id]`, for people."""
+    """`[time] [pid] [LEVEL] logger: message [request id]`, for people; `dev_console` prints the
+    lines of `log_for_dev_console` whole (only configure_logging sets it, in development)."""
 
-    def __init__(self) -> None:
+    def __init__(self, dev_console: bool = False) -> None:
         super().__init__("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+        self.dev_console = dev_console
 
     def format(self, record: logging.LogRecord) -> str:
-        line = redact(super().format(record))
+        whole = _WHOLE_TEXT.get(record) if self.dev_console else None
+        if whole is None:
+            line = redact(super().format(record))
+        else:  # a copy with the whole text; such a line has no traceback to redact
+            fields = {**vars(record), "msg": whole, "exc_info": None, "exc_text": None}
+            line = super().format(logging.makeLogRecord(fields))
         request_id = getattr(record, "request_id", None)
         if request_id is None:
             return line
@@ -119,26 +145,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-FORMATTERS: dict[LogFormat, type[logging.Formatter]] = {
-    "text": TextFormatter,
-    "json": JsonFormatter,
-}
-
-
 def printed_elsewhere(record: logging.LogRecord) -> bool:
     """Whether Hypercorn prints this line itself: run without hypercorn.toml, its loggers keep
     their own handlers (and its error log still propagates here)."""
     return record.name.startswith("hypercorn.") and bool(logging.getLogger(record.name).handlers)
 
 
+def console_formatter(settings: Settings) -> logging.Formatter:
+    """The format of authapp's handler: mailed links whole only in development's text lines."""
+    if settings.log_style == "text":
+        return TextFormatter(dev_console=settings.env == "development")
+    return JsonFormatter()
+
+
 class AuthappLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The one handler authapp installs: standard error, request ids, redaction."""
 
-    def __init__(self, style: LogFormat) -> None:
+    def __init__(self, formatter: logging.Formatter) -> None:
         super().__init__()
         self.addFilter(lambda record: not printed_elsewhere(record))
         self.addFilter(RequestIdFilter())
-        self.setFormatter(FORMATTERS[style]())
+        self.setFormatter(formatter)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -149,9 +176,9 @@ def configure_logging(settings: Settings) -> None:
     ours = [handler for handler in root.handlers if isinstance(handler, AuthappLogHandler)]
     if ours:
         for handler in ours:  # a later app of the same process (tests) picks the format
-            handler.setFormatter(FORMATTERS[settings.log_style]())
+            handler.setFormatter(console_formatter(settings))
     elif not root.handlers:
-        root.addHandler(AuthappLogHandler(settings.log_style))
+        root.addHandler(AuthappLogHandler(console_formatter(settings)))
         logging.captureWarnings(True)  # Python's warnings too, in the same format
     access = logging.getLogger(ACCESS_LOGGER)
     if not any(isinstance(existing, AccessLogFilter) for existing in access.filters):

@@ -11,14 +11,19 @@ AUTHAPP_SMTP_URL says where mail goes:
 The user and password are optional (give both or neither) and percent-encoded where they hold
 `@ : / ? #` or `%` (`p%40ss` for `p@ss`). Nothing may follow the port: no path, query or fragment.
 
-Without AUTHAPP_SMTP_URL (development and testing only) mail goes to the development outbox: one
-`.eml` file per message in <instance>/outbox/, and one log line per link in it, so a developer
-can click through. That is the only place a link ever reaches the log.
+Without AUTHAPP_SMTP_URL (development and testing only) mail goes to the development outbox,
+<instance>/outbox/, so a developer can click through: per message an `.eml` file (as mail
+carries it, quoted-printable) and a `.txt` beside it (its text part decoded, under To, Subject
+and Date, with each link on a line of its own), and one log line per link. That line is the
+only one ever to carry a link: redacted for every handler, whole only on development's
+console (see logs.log_for_dev_console). In development, GET /dev/outbox lists the latest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import logging
 import os
 import re
@@ -36,6 +41,7 @@ import aiosmtplib
 from quart import Quart, current_app, render_template
 
 from .config import ConfigError, Settings
+from .logs import log_for_dev_console
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,10 @@ SMTP_SCHEMES: dict[str, tuple[TlsMode, int]] = {
 ATTEMPTS = 3
 SMTP_TIMEOUT = 10
 OUTBOX_FOLDER = "outbox"
-_LINK_RE = re.compile(r"https?://[^\s<>\"']+")
+# Bigger files in the outbox are not its messages (ours are a few KiB): /dev/outbox skips them.
+MAX_OUTBOX_FILE = 1024 * 1024
+# A link ends before the punctuation of the sentence around it.
+_LINK_RE = re.compile(r"https?://[^\s<>\"']*[^\s<>\"'.,;:!?)\]]")
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,17 @@ class Mail:
     subject: str
     template: str
     context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One message of the development outbox, as /dev/outbox lists it."""
+
+    file: str
+    to: str
+    subject: str
+    date: datetime | None
+    links: tuple[str, ...]
 
 
 class Mailer:
@@ -183,22 +203,75 @@ class Mailer:
         )
 
     async def _write_outbox(self, message: EmailMessage) -> None:
-        name = await asyncio.to_thread(self._write_outbox_file, message)
-        text = message.get_body(preferencelist=("plain",))
-        body = text.get_content() if isinstance(text, EmailMessage) else ""
-        for link in _LINK_RE.findall(body):
-            log.info("outbox: %s to %s: %s", name, message["To"], link)
+        name = await asyncio.to_thread(self._write_outbox_files, message)
+        for link in _LINK_RE.findall(plain_text(message)):
+            log_for_dev_console(log, logging.INFO, f"outbox: {name} to {message['To']}: {link}")
 
-    def _write_outbox_file(self, message: EmailMessage) -> str:
+    def _write_outbox_files(self, message: EmailMessage) -> str:
+        """The .txt, then the .eml (so a listed .eml has its .txt); the .eml's name."""
         self.outbox.mkdir(mode=0o700, parents=True, exist_ok=True)
-        name = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}.eml"
-        # Written under a hidden name and renamed, so a reader never sees half a message.
+        stem = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+        self._write_new(f"{stem}.txt", outbox_text(message).encode())
+        self._write_new(f"{stem}.eml", message.as_bytes())
+        return f"{stem}.eml"
+
+    def _write_new(self, name: str, data: bytes) -> None:
+        # Written under a hidden name and renamed, so a reader never sees half a file.
         partial = self.outbox / f".{name}.partial"
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as file:
-            file.write(message.as_bytes())
+            file.write(data)
         partial.rename(self.outbox / name)
-        return name
+
+    def read_outbox(self, limit: int) -> list[OutboxMessage]:
+        """The outbox's newest `limit` messages, newest first. Only the folder's own `.eml`
+        files count (no symlink leads out of it); a file that is not a mail is skipped."""
+        found: list[tuple[int, str]] = []
+        try:
+            with os.scandir(self.outbox) as entries:
+                for entry in entries:
+                    if entry.name.startswith(".") or not entry.name.endswith(".eml"):
+                        continue
+                    try:
+                        if entry.is_file(follow_symlinks=False):
+                            found.append(
+                                (entry.stat(follow_symlinks=False).st_mtime_ns, entry.name)
+                            )
+                    except OSError:  # removed since the folder was read
+                        continue
+        except FileNotFoundError:  # nothing sent yet
+            return []
+        messages: list[OutboxMessage] = []
+        for _, name in sorted(found, reverse=True):
+            message = self._read_outbox_file(name)
+            if message is not None:
+                messages.append(message)
+                if len(messages) == limit:
+                    break
+        return messages
+
+    def _read_outbox_file(self, name: str) -> OutboxMessage | None:
+        try:
+            # O_NOFOLLOW: a file swapped for a symlink since the listing is not read either.
+            descriptor = os.open(self.outbox / name, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(descriptor, "rb") as file:
+                data = file.read(MAX_OUTBOX_FILE + 1)
+        except OSError:
+            return None
+        if len(data) > MAX_OUTBOX_FILE:
+            return None
+        try:
+            message = email.message_from_bytes(data, policy=email.policy.default)
+            if not isinstance(message, EmailMessage) or message["To"] is None:
+                return None
+            to, subject = str(message["To"]), str(message["Subject"] or "")
+            date = getattr(message["Date"], "datetime", None)
+            links = tuple(_LINK_RE.findall(plain_text(message)))
+        except Exception:  # the email package can raise almost anything on junk: skip it
+            return None
+        if isinstance(date, datetime):
+            date = date.astimezone(UTC) if date.tzinfo else date.replace(tzinfo=UTC)
+        return OutboxMessage(file=name, to=to, subject=subject, date=date, links=links)
 
     def _redacted(self, text: str, recipient: str, masked: str) -> str:
         # A server's refusal may quote the address; nothing should ever quote the password.
@@ -208,6 +281,36 @@ class Mailer:
         for address in {recipient, parseaddr(recipient)[1]} - {""}:
             text = text.replace(address, masked)
         return text
+
+
+def plain_text(message: EmailMessage) -> str:
+    """The text part, decoded ("" without one); an unknown charset reads as UTF-8."""
+    part = message.get_body(preferencelist=("plain",))
+    if not isinstance(part, EmailMessage):
+        return ""
+    try:
+        return str(part.get_content())
+    except LookupError:
+        payload = part.get_payload(decode=True)
+        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+
+
+def outbox_text(message: EmailMessage) -> str:
+    """The outbox's .txt of a message: To, Subject and Date, then its text part with each link
+    on a line of its own (so `grep http` gives whole links)."""
+    lines = [
+        f"To: {message['To']}",
+        f"Subject: {message['Subject']}",
+        f"Date: {message['Date']}",
+        "",
+    ]
+    for line in plain_text(message).splitlines():
+        if _LINK_RE.search(line):
+            pieces = _LINK_RE.sub(lambda link: f"\n{link[0]}\n", line).splitlines()
+            lines.extend(piece.strip() for piece in pieces if piece.strip())
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def _masked(recipient: str) -> str:
