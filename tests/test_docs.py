@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import re
+from typing import Any
 
+from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 
@@ -71,6 +74,71 @@ async def test_the_spec_says_who_may_call_each_route(client: Client) -> None:
         if "security" in operation
     }
     assert found == SECURITY
+
+
+def _openapi_path(rule: str) -> str:
+    """`/api/tokens/<uuid:token_id>` as the spec writes it: `/api/tokens/{token_id}`."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0 and text.count("`") % 2 == 0
+
+
+def _faults(operation: dict[str, Any], docstring: str | None) -> list[str]:
+    """What is wrong with an operation's summary and description, in words."""
+    summary = operation.get("summary", "")
+    faults = []
+    if not summary.endswith("."):
+        faults.append("the summary does not end with a full stop")
+    if re.search(r"[.!?]\s", summary):
+        faults.append("the summary is more than one sentence")
+    if re.search(r",\W*$", summary):
+        faults.append("the summary ends with a comma")
+    if not _balanced(summary):
+        faults.append("the summary leaves a ( or ` open")
+    lines = (docstring or "").splitlines()
+    if lines[:1] != [summary]:
+        faults.append("the summary is not the docstring's first line")
+    if lines[1:]:  # PEP 257: a blank line after the summary, then the description
+        if lines[1] != "":
+            faults.append("the docstring's first sentence runs on to a second line")
+        description = operation.get("description", "").strip()
+        if not description:
+            faults.append("the docstring's rest is not in the description")
+        if not _balanced(description):
+            faults.append("the description leaves a ( or ` open")
+    return faults
+
+
+async def test_every_operation_has_a_one_sentence_summary(app: Quart, client: Client) -> None:
+    """quart-schema takes a docstring's first line as the summary and the rest as the
+    description, so a sentence that runs over a line break is cut in the docs page."""
+    docstrings = {
+        (_openapi_path(rule.rule), method.lower()): inspect.getdoc(
+            app.view_functions[rule.endpoint]
+        )
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods or ()
+    }
+    spec = await (await client.get("/openapi.json")).get_json()
+    operations = [
+        (f"{method.upper()} {path}", operation, docstrings[(path, method)])
+        for path, by_method in spec["paths"].items()
+        for method, operation in by_method.items()
+    ]
+    assert len(operations) > 20  # the walk reached the API, not an empty spec
+    faults = [
+        f"{where} {operation.get('summary')!r}: {'; '.join(found)}"
+        for where, operation, docstring in operations
+        if (found := _faults(operation, docstring))
+    ]
+    assert not faults, "\n".join(faults)
 
 
 async def test_docs_page_uses_only_local_assets(client: Client) -> None:

@@ -18,6 +18,7 @@ from .context import RequestContextMiddleware
 from .embedded import start_embedded_postgres
 from .errors import register_error_handlers
 from .extensions import init_extensions
+from .keepalive import KeepAliveMiddleware
 from .logs import configure_logging
 from .mail import init_mail
 from .state import state
@@ -87,6 +88,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]
             app.asgi_app, mode="legacy", trusted_hops=settings.trusted_proxy_hops
         )
+    # Outermost, next to the server: an early answer leaves an HTTP/1.1 connection usable.
+    app.asgi_app = KeepAliveMiddleware(app.asgi_app, settings.max_body_size)  # type: ignore[method-assign]
     return app
 
 

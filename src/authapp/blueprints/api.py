@@ -163,7 +163,10 @@ async def logout() -> tuple[str, int]:
 @validate_response(UserOut, 200)
 @documents_errors(401, 403)
 async def me() -> UserOut:
-    """The signed-in user. 401 `UNAUTHENTICATED` without a live session or a valid token."""
+    """Show the signed-in user.
+
+    401 `UNAUTHENTICATED` without a live session or a valid token.
+    """
     return UserOut.of(await signed_in_account())
 
 
@@ -410,10 +413,11 @@ class ReauthIn(BaseModel):
 @document_response(NoContent, 204)
 @documents_errors(400, 401, 403, 429)
 async def reauth(data: ReauthIn) -> tuple[str, int]:
-    """Prove the password again, so this session may change the password or the address,
-    delete the account, create tokens or sign out everywhere for AUTHAPP_FRESHNESS seconds.
+    """Prove the password again, so this session counts as a fresh sign-in.
 
-    400 `WRONG_PASSWORD`; tries count against the account's sign-in limit.
+    For AUTHAPP_FRESHNESS seconds this session may then change the password or the address,
+    delete the account, create tokens or sign out everywhere. 400 `WRONG_PASSWORD`; tries count
+    against the account's sign-in limit.
     """
     app_state = state()
     account = await signed_in_session()
@@ -448,7 +452,7 @@ class SessionsOut(BaseModel):
 @validate_response(SessionsOut, 200)
 @documents_errors(401, 403)
 async def list_sessions() -> SessionsOut:
-    """The user's live sessions, the most recently seen first."""
+    """List the user's live sessions, the most recently seen first."""
     account = await signed_in_account()
     app_state = state()
     current = account.session_public_id if isinstance(account, SessionAccount) else None
@@ -464,8 +468,10 @@ async def list_sessions() -> SessionsOut:
 @document_response(NoContent, 204)
 @documents_errors(401, 403, 404, 429)
 async def revoke_session(session_id: UUID) -> tuple[str, int]:
-    """Revoke one session; its cookie stops working at once. Revoking the current session
-    signs this client out. 404 `SESSION_NOT_FOUND` for an id that is not a live session of yours.
+    """Revoke one session; its cookie stops working at once.
+
+    Revoking the current session signs this client out. 404 `SESSION_NOT_FOUND` for an id that
+    is not a live session of yours.
     """
     account = await signed_in_account()
     app_state = state()
@@ -488,7 +494,10 @@ class RevokedOut(BaseModel):
 @validate_response(RevokedOut, 200)
 @documents_errors(401, 403, 429)
 async def revoke_other_sessions() -> RevokedOut:
-    """Sign out everywhere else: every session but this one. Needs a fresh sign-in."""
+    """Sign out everywhere else: every session but this one.
+
+    Needs a fresh sign-in.
+    """
     app_state = state()
     revoked = await sessions.revoke_other_sessions(
         app_state.db, app_state.settings, await signed_in_session()
@@ -503,8 +512,11 @@ async def revoke_other_sessions() -> RevokedOut:
 @validate_response(RevokedOut, 200)
 @documents_errors(401, 403, 429)
 async def revoke_all_sessions() -> RevokedOut:
-    """Sign out everywhere, this client included (the cookie is cleared). Needs a fresh
-    sign-in. API tokens are not sessions: revoke them with `DELETE /api/tokens/{id}`."""
+    """Sign out everywhere, this client included (the cookie is cleared).
+
+    Needs a fresh sign-in. API tokens are not sessions: revoke them with
+    `DELETE /api/tokens/{id}`.
+    """
     account = await signed_in_session()
     revoked = await sessions.revoke_all_sessions(state().db, account.user_id)
     logout_user()
@@ -550,9 +562,11 @@ class TokensOut(BaseModel):
 @validate_response(TokenCreatedOut, 201)
 @documents_errors(400, 401, 403, 409, 429)
 async def create_token(data: TokenCreateIn) -> tuple[TokenCreatedOut, int]:
-    """Create a personal API token for scripts and other programs; the answer holds the token,
-    which is never shown again. Needs a fresh sign-in. 409 `TOKEN_NAME_TAKEN` or
-    `TOO_MANY_TOKENS` (50 at most)."""
+    """Create a personal API token for scripts and other programs.
+
+    The answer holds the token, which is never shown again. Needs a fresh sign-in.
+    409 `TOKEN_NAME_TAKEN` or `TOO_MANY_TOKENS` (50 at most).
+    """
     app_state = state()
     created, token = await tokens.create_api_token(
         app_state.db, app_state.settings, await signed_in_session(),
@@ -568,7 +582,7 @@ async def create_token(data: TokenCreateIn) -> tuple[TokenCreatedOut, int]:
 @validate_response(TokensOut, 200)
 @documents_errors(401, 403)
 async def list_tokens() -> TokensOut:
-    """Your live API tokens, the newest first (never the tokens themselves)."""
+    """List your live API tokens, the newest first (never the tokens themselves)."""
     found = await tokens.list_api_tokens(state().db, await signed_in_session())
     return TokensOut(tokens=[TokenOut.model_validate(item, from_attributes=True)
                              for item in found])  # fmt: skip
@@ -581,7 +595,10 @@ async def list_tokens() -> TokensOut:
 @document_response(NoContent, 204)
 @documents_errors(401, 403, 404, 429)
 async def revoke_token(token_id: UUID) -> tuple[str, int]:
-    """Revoke a token: it stops working at once. 404 `TOKEN_NOT_FOUND`."""
+    """Revoke a token: it stops working at once.
+
+    404 `TOKEN_NOT_FOUND`.
+    """
     await tokens.revoke_api_token(state().db, await signed_in_session(), token_id)
     return "", 204
 
@@ -628,11 +645,12 @@ class SecurityEventsOut(BaseModel):
 @validate_response(SecurityEventsOut, 200)
 @documents_errors(400, 401, 403)
 async def list_security_events(query_args: EventsQuery) -> SecurityEventsOut:
-    """The account's security events, newest first: sign-ins and failed ones, sign-outs,
-    lockouts, password and address changes, revoked sessions, created and revoked tokens.
+    """List the account's security events, newest first.
 
-    Kept AUTHAPP_SECURITY_EVENT_RETENTION_DAYS (90) days. Page with `limit` and `before`;
-    400 `VALIDATION_ERROR` for a `before` that is none of your events.
+    The events: sign-ins and failed ones, sign-outs, lockouts, password and address changes,
+    revoked sessions, created and revoked tokens. Kept AUTHAPP_SECURITY_EVENT_RETENTION_DAYS
+    (90) days. Page with `limit` and `before`; 400 `VALIDATION_ERROR` for a `before` that is
+    none of your events.
     """
     account = await signed_in_account()
     page = await audit.list_events(
