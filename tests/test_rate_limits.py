@@ -448,3 +448,44 @@ async def test_an_honest_request_shows_its_budget_given_back(
     assert right.status_code == 200
     # The address spent 1 of 10 (9 left); the account still has 4 of 5, as before it.
     assert (right.headers["RateLimit-Limit"], right.headers["RateLimit-Remaining"]) == ("5", "4")
+
+
+@pytest.mark.skipif(not _redis_reachable(), reason="no Redis on 127.0.0.1:6379")
+async def test_redis_gives_back_what_honest_sign_ins_spent(
+    database_url: str, tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """The Redis store's give-back (a script of its own): right passwords cost the account
+    nothing, a stranger's failures stay spent, and the headers say so."""
+    run = secrets.token_hex(4)  # keys of earlier runs stay apart
+    email = f"redis.{run}@example.com"
+    app = create_app(
+        settings_for(database_url, tmp_path, REDIS_URL="redis://127.0.0.1:6379/13",
+                     SMTP_URL=smtp_server.url)
+    )  # fmt: skip
+    async with app.test_app():
+        state = app_state(app)
+        await accounts_register(app, email)
+        address = f"198.19.{secrets.randbelow(250)}"
+        for number in range(4):
+            wrong = await attempt(app.test_client(), email, **from_address(f"{address}.{number}"))
+            assert wrong.status_code == 401
+        for number in range(6):
+            right = await app.test_client().post(
+                "/api/auth/login", json={"email": email, "password": PASSWORD},
+                **from_address(f"{address}.{10 + number}"),
+            )  # fmt: skip
+            assert right.status_code == 200
+            assert right.headers["RateLimit-Remaining"] == "1"  # 4 of 5 spent, none of it ours
+        last = await attempt(app.test_client(), email, **from_address(f"{address}.30"))
+        assert last.status_code == 401
+        refused = await attempt(app.test_client(), email, **from_address(f"{address}.31"))
+        assert refused.status_code == 429
+        assert state.settings.redis_url
+
+
+async def accounts_register(app: Quart, email: str) -> None:
+    from authapp import accounts
+
+    state = app_state(app)
+    await accounts.register(state.db, state.hashing, state.settings, email=email,
+                            password=PASSWORD, display_name=None)  # fmt: skip
