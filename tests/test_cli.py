@@ -1,16 +1,20 @@
 """The `authapp` command, run as the real executable against the test database: users create
 (its refusals in the CLI's words, --verified, the verification mail), list, deactivate and
-activate; and the rule by which a command finds the environment of `make run`."""
+activate; the rule by which a command finds the environment of `make run`; serve's start-up
+lines (the real server's are in test_serving)."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 
 import pytest
+from hypercorn.config import Config as HypercornConfig
 from quart import Quart
 
-from authapp.config import development_instance
+from authapp.cli import announce
+from authapp.config import development_instance, load_settings
 from tests.conftest import PASSWORD, ROOT
 from tests.mailbox import Mailbox, SmtpServer, drain
 from tests.servers import BIN, clean_env, free_port
@@ -239,3 +243,21 @@ def test_an_explicit_production_refuses_loudly_beside_an_embedded_instance(
     assert result.returncode == 2
     assert result.stderr.startswith("authapp: error: AUTHAPP_SECRET_KEY is required in production")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_the_start_up_lines_show_no_password(caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(
+        {"DATABASE_URL": "postgresql://authapp:db-secret@db.internal:5432/authapp",
+         "SMTP_URL": "smtps://mailer:smtp-secret@mail.example.com", "BIND": "0.0.0.0:9000"},
+        environ={"AUTHAPP_ENV": "testing"},
+    )  # fmt: skip
+    config = HypercornConfig()
+    config.bind = [settings.bind]
+    with caplog.at_level(logging.INFO, logger="authapp.cli"):
+        announce(settings, config, embedded=False)
+    assert [record.getMessage() for record in caplog.records] == [
+        "authapp (testing) listening on http://0.0.0.0:9000",
+        "API docs: http://0.0.0.0:9000/docs",
+        "data: PostgreSQL at postgresql://authapp@db.internal:5432/authapp",
+        "mail: SMTP server mail.example.com:465 (TLS: tls)",
+    ]

@@ -108,12 +108,6 @@ def serve(
     settings = load_settings()
     configure_logging(settings)
     hypercorn_config = _hypercorn_config(Path(config_path))
-    for address in bind:
-        if not address.startswith(("unix:", "fd://")):
-            try:
-                parse_bind(address)
-            except ValueError as error:
-                fail(f"--bind: {error}")
     hypercorn_config.bind = list(bind) or [settings.bind]
     if workers is not None:
         hypercorn_config.workers = workers
@@ -153,7 +147,10 @@ def bind_problem(address: str) -> str | None:
     never sharing the port: another server sharing it would be one in the way), or None."""
     if address.startswith(("unix:", "fd://")):
         return None
-    host, port = parse_bind(address)
+    try:
+        host, port = parse_bind(address)
+    except ValueError as error:  # AUTHAPP_BIND is checked with the settings: this is --bind
+        return f"--bind: {error}"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
