@@ -22,9 +22,11 @@ $(DEV_STAMP): $(STAMP) requirements-dev.lock
 	$(BIN)/pip install --quiet --requirement requirements-dev.lock
 	touch $@
 
-## run: start authapp on http://127.0.0.1:8000 (embedded PostgreSQL unless AUTHAPP_DATABASE_URL is set)
+## run: start authapp on http://127.0.0.1:8000 (AUTHAPP_BIND; embedded PostgreSQL unless AUTHAPP_DATABASE_URL is set)
+# exec: the server is make's own child, which make passes its signals to, and which stops
+# when make ends however it ends (even by SIGKILL).
 run: $(STAMP)
-	AUTHAPP_ENV=$${AUTHAPP_ENV:-development} $(BIN)/authapp serve
+	AUTHAPP_ENV=$${AUTHAPP_ENV:-development} exec $(BIN)/authapp serve --exit-with-parent
 
 ## test: lint, type-check and run the whole test suite
 test: lint typecheck pytest

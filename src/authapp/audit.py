@@ -49,6 +49,8 @@ EventKind = Literal[
     "sessions_revoked",
     "token_created",
     "token_revoked",
+    "account_deactivated",
+    "account_activated",
 ]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 SWEEP_EVERY = 3600  # seconds at most between sweeps; at random from half that, so workers spread

@@ -22,6 +22,8 @@ SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+# host:port, the host a name, an IPv4 address or a bracketed IPv6 one: what `authapp serve` binds.
+_BIND_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)?\s*(second|minute|hour|day)s?\s*$")
 
 
@@ -94,6 +96,7 @@ class Settings:
     mail_from: str = "authapp <no-reply@localhost>"
     mail_retry_delay: float = 2.0
     base_url: str | None = None
+    bind: str = "127.0.0.1:8000"
     require_verified_email: bool = False
     verify_email_lifetime: int = 24 * 3600
     reset_password_lifetime: int = 3600
@@ -159,6 +162,16 @@ def load_settings(
     return settings
 
 
+def parse_bind(address: str) -> tuple[str, int]:
+    """The host (without brackets) and the port of an address like 127.0.0.1:8000 or [::1]:8000."""
+    match = _BIND_RE.match(address)
+    if match is None or not 1 <= int(match[1]) <= 65535:
+        raise ValueError(
+            f"{address!r} is not a host and a port, like 127.0.0.1:8000, 0.0.0.0:8000 or [::1]:8000"
+        )
+    return address.rpartition(":")[0].strip("[]"), int(match[1])
+
+
 def _coerce(kind: str, raw: str, source: str) -> Any:
     """Parse `raw` as the annotated type `kind` of a setting (annotations are strings here)."""
     try:
@@ -209,6 +222,10 @@ def _validate(settings: Settings) -> None:
         )
     if settings.base_url and not re.match(r"^https?://[^/?#\s]+/?$", settings.base_url):
         raise ConfigError("AUTHAPP_BASE_URL must look like https://auth.example.com")
+    try:
+        parse_bind(settings.bind)
+    except ValueError as error:
+        raise ConfigError(f"AUTHAPP_BIND: {error}") from None
     if not 8 <= settings.password_min_length <= 1024:
         raise ConfigError("AUTHAPP_PASSWORD_MIN_LENGTH must be between 8 and 1024")
     positive = {
@@ -281,3 +298,16 @@ def with_development_secret(settings: Settings, instance_path: Path) -> Settings
         finally:
             temporary.unlink()
     return replace(settings, secret_key=path.read_text().strip())
+
+
+def development_instance(environ: Mapping[str, str]) -> Path | None:
+    """The data folder of `make run`'s embedded PostgreSQL, when `authapp` commands should run
+    in development to reach it: neither AUTHAPP_ENV nor AUTHAPP_DATABASE_URL is set and the
+    instance folder holds an initialized one. Otherwise None, and production's default (and its
+    refusals) stand: a production setup always names its database.
+    """
+    if environ.get(ENV_PREFIX + "ENV") or environ.get(ENV_PREFIX + "DATABASE_URL"):
+        return None
+    instance = Path(environ.get(ENV_PREFIX + "INSTANCE_PATH") or Settings.instance_path)
+    pgdata = instance / "pgdata"
+    return pgdata if (pgdata / "PG_VERSION").is_file() else None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from .emails import normalize_email as normalize_email  # re-exported: the CLI takes it here
+from .emails import normalize_email
 from .passwords import MAX_PASSWORD_LENGTH
 
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")

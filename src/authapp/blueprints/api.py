@@ -626,8 +626,9 @@ class SecurityEventOut(BaseModel):
     details: dict[str, Any] = Field(
         description="By kind: `reason` (login_failed, password_check_failed), `failures` and "
         "`until` (account_locked), `sessions_revoked` and `tokens_revoked` (password_changed, "
-        "password_reset), `new_email` and `old_email` (email changes), `session_id`, "
-        "`which` and `count` (sessions), `token_id`, `name` and `scopes` (tokens)."
+        "password_reset, account_deactivated, account_activated), `new_email` and `old_email` "
+        "(email changes), `session_id`, `which` and `count` (sessions), `token_id`, `name` "
+        "and `scopes` (tokens)."
     )
 
 

@@ -74,6 +74,14 @@ async def select_user_by_id(db: Connection, user_id: UUID) -> User | None:
     return None if row is None else User(**row)
 
 
+async def select_users(db: Connection) -> list[User]:
+    """Every user, the oldest first."""
+    rows = await db.fetch_all(
+        f"SELECT {_COLUMNS} FROM users ORDER BY created_at, email"  # noqa: S608
+    )
+    return [User(**row) for row in rows]
+
+
 async def insert_user(
     db: Connection,
     *,
