@@ -250,7 +250,8 @@ def test_make_run_says_where_everything_is_and_the_cli_works_on_its_database(
         f"authapp (development) listening on {base}",
         f"API docs: {base}/docs",
         f"data: embedded PostgreSQL in {pgdata}",
-        f"mail: files in {pgdata.parent / 'outbox'} (no AUTHAPP_SMTP_URL); links also in this log",
+        f"mail: files in {pgdata.parent / 'outbox'} (no AUTHAPP_SMTP_URL); links also in this log"
+        f"; latest at {base}/dev/outbox",
     ], output
     assert "Running on" not in output  # Hypercorn's own line, once a worker: said above instead
     assert "XDG_RUNTIME_DIR" not in output
