@@ -11,7 +11,7 @@ from quart.typing import TestClientProtocol as Client
 
 from authapp.models.users import User
 from tests.conftest import PASSWORD, Clock, fetch_val
-from tests.forms import api_client
+from tests.forms import api_client, post_form
 from tests.mailbox import Mailbox, drain
 from tests.test_lifecycle import EMAIL, mailed_token
 
@@ -118,46 +118,40 @@ async def assert_evicted(app: Quart, intruder: Client, api_token: str, link: str
     assert stale == 0
 
 
-async def test_a_reset_evicts_the_intruder(
-    app: Quart, make_user: MakeUser, mailbox: Mailbox
-) -> None:
-    await make_user()
-    intruder, api_token, link = await intruder_moves_in(app, mailbox)
+async def reset_by_api(app: Quart, mailbox: Mailbox) -> Client:
     owner = app.test_client()
     token = await reset_link(owner, mailbox, EMAIL, count=1)
-    reset = await owner.post(
-        "/api/auth/reset-password", json={"token": token, "password": NEW_PASSWORD}
-    )
-    assert reset.status_code == 204
-    await assert_evicted(app, intruder, api_token, link)
+    body = {"token": token, "password": NEW_PASSWORD}
+    assert (await owner.post("/api/auth/reset-password", json=body)).status_code == 204
+    return owner
 
 
-async def test_a_password_change_evicts_the_intruder(
-    app: Quart, make_user: MakeUser, mailbox: Mailbox
-) -> None:
-    await make_user()
-    intruder, api_token, link = await intruder_moves_in(app, mailbox)
-    owner = await api_client(app, address="192.0.2.1")
-    changed = await owner.post(
-        "/api/me/password", json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}
-    )
-    assert changed.status_code == 204
-    await assert_evicted(app, intruder, api_token, link)
-    assert (await owner.get("/api/me")).status_code == 200  # the owner's session stays
-
-
-async def test_the_reset_page_evicts_the_intruder_too(
-    app: Quart, make_user: MakeUser, mailbox: Mailbox
-) -> None:
-    from tests.forms import post_form
-
-    await make_user()
-    intruder, api_token, link = await intruder_moves_in(app, mailbox)
+async def reset_by_page(app: Quart, mailbox: Mailbox) -> Client:
     owner = app.test_client()
     token = await reset_link(owner, mailbox, EMAIL, count=1)
-    path = f"/auth/reset-password/{token}"
     form = {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD}
-    assert (await post_form(owner, path, form)).status_code == 302
+    assert (await post_form(owner, f"/auth/reset-password/{token}", form)).status_code == 302
+    return owner
+
+
+async def change_by_api(app: Quart, mailbox: Mailbox) -> Client:
+    owner = await api_client(app, address="192.0.2.1")
+    body = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    assert (await owner.post("/api/me/password", json=body)).status_code == 204
+    assert (await owner.get("/api/me")).status_code == 200  # the owner's session stays
+    return owner
+
+
+@pytest.mark.parametrize("recover", [reset_by_api, reset_by_page, change_by_api])
+async def test_recovery_evicts_the_intruder(
+    app: Quart,
+    make_user: MakeUser,
+    mailbox: Mailbox,
+    recover: Callable[[Quart, Mailbox], Awaitable[Client]],
+) -> None:
+    await make_user()
+    intruder, api_token, link = await intruder_moves_in(app, mailbox)
+    await recover(app, mailbox)
     await assert_evicted(app, intruder, api_token, link)
 
 

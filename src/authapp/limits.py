@@ -424,18 +424,22 @@ def limiter_store(settings: Settings) -> AtomicStore:
     return PruningMemoryStore()
 
 
+def _password_checks(account: KeyFunction, device: KeyFunction) -> list[RateLimit]:
+    """The budgets of proving a password: the client's (for failures, and for hashing), and
+    the account's or, from its trusted device, the device's (for failures)."""
+    return [
+        ConfiguredLimit("login_rate_limit_ip", client_address_key, give_back="if_proved"),
+        ConfiguredLimit("hash_rate_limit_ip", client_address_key),
+        ConfiguredLimit("login_rate_limit_account", account, give_back="unless_failed"),
+        ConfiguredLimit("login_rate_limit_device", device, give_back="unless_failed"),
+    ]
+
+
 # Every limit is layered: per client address, and per account (the one a body names, or the
 # one signed in), so neither many addresses nor many accounts buy an attacker more tries. A
 # client that presents its device for the account draws on that device's budget instead of
 # the account's, so strangers cannot lock the owner out.
-LOGIN_LIMITS: list[RateLimit] = [
-    ConfiguredLimit("login_rate_limit_ip", client_address_key, give_back="if_proved"),
-    ConfiguredLimit("hash_rate_limit_ip", client_address_key),
-    ConfiguredLimit(
-        "login_rate_limit_account", untrusted_named_account_key, give_back="unless_failed"
-    ),
-    ConfiguredLimit("login_rate_limit_device", named_device_key, give_back="unless_failed"),
-]
+LOGIN_LIMITS = _password_checks(untrusted_named_account_key, named_device_key)
 # Each of these mails the address named. A stranger's requests spend the budget of their own
 # address for that account, and every stranger together spends the account's; the owner's
 # device has a budget of its own, so they can always ask for their link.
@@ -452,14 +456,7 @@ REGISTER_LIMITS: list[RateLimit] = [
 ]
 # Checking a current password (a change, deletion, re-auth) is a sign-in attempt, so it spends
 # the sign-in budgets of the address and the account (or this device).
-PASSWORD_CHANGE_LIMITS: list[RateLimit] = [
-    ConfiguredLimit("login_rate_limit_ip", client_address_key, give_back="if_proved"),
-    ConfiguredLimit("hash_rate_limit_ip", client_address_key),
-    ConfiguredLimit(
-        "login_rate_limit_account", untrusted_signed_in_account_key, give_back="unless_failed"
-    ),
-    ConfiguredLimit("login_rate_limit_device", signed_in_device_key, give_back="unless_failed"),
-]
+PASSWORD_CHANGE_LIMITS = _password_checks(untrusted_signed_in_account_key, signed_in_device_key)
 WRITE_LIMITS: list[RateLimit] = [
     ConfiguredLimit("write_rate_limit", client_address_key),
     ConfiguredLimit("write_rate_limit", signed_in_account_key),
