@@ -1,7 +1,9 @@
-"""authapp as a real server in a subprocess, as production runs it: hypercorn and its config."""
+"""authapp as a real server in a subprocess, as production runs it (hypercorn and its config),
+and its answers read off a raw socket."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -106,3 +109,41 @@ def hypercorn(
             stop(process)
             if output is not None:
                 output.append(read_log(log))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP/1.1 answer, as read off a raw socket."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def code(self) -> str | None:
+        if not self.headers.get("content-type", "").startswith("application/json"):
+            return None
+        code: str = json.loads(self.body)["code"]
+        return code
+
+
+def read_answer(sock: socket.socket) -> Answer:
+    """The next answer on `sock` (its body has a Content-Length, as all of authapp's do)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection without an answer (got {data!r})"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers["content-length"])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection in the middle of an answer"
+        body += chunk
+    assert len(body) == length, "more bytes than the answer's Content-Length"
+    return Answer(int(status_line.split()[1]), headers, body)

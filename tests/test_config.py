@@ -68,6 +68,12 @@ PRODUCTION = {
         ),
         ({"AUTHAPP_ENV": "testing", "AUTHAPP_RESET_PASSWORD_LIFETIME": "0"}, "must be positive"),
         ({"AUTHAPP_ENV": "testing", "AUTHAPP_MAIL_RETRY_DELAY": "-1"}, "cannot be negative"),
+        ({"AUTHAPP_ENV": "testing", "AUTHAPP_BODY_TIMEOUT": "0"}, "BODY_TIMEOUT must be positive"),
+        (
+            {"AUTHAPP_ENV": "testing", "AUTHAPP_BODY_TIMEOUT": "nan"},
+            "BODY_TIMEOUT must be positive",
+        ),
+        ({"AUTHAPP_ENV": "testing", "AUTHAPP_BODY_TIMEOUT": "inf"}, "and finite"),
         ({"AUTHAPP_ENV": "staging"}, "AUTHAPP_ENV must be one of"),
         ({"AUTHAPP_ENV": "testing", "AUTHAPP_COOKIE_SECURE": "maybe"}, "AUTHAPP_COOKIE_SECURE"),
         ({"AUTHAPP_ENV": "testing", "AUTHAPP_DB_POOL_MAX_SIZE": "ten"}, "AUTHAPP_DB_POOL_MAX_SIZE"),

@@ -10,7 +10,6 @@ passed before the fix too: the check reads the form first. It stays, so it keeps
 from __future__ import annotations
 
 import contextlib
-import json
 import select
 import socket
 import time
@@ -21,25 +20,11 @@ import pytest
 
 from authapp.keepalive import DRAIN_SECONDS
 from tests.mailbox import SmtpServer
-from tests.servers import hypercorn
+from tests.servers import hypercorn, read_answer
 
 EARLY_ANSWER_WAIT = 0.5  # seconds: ample for a server that answers without the body to answer
 JSON_BODY = b'{"email": "someone@example.com", "password": "correct horse battery staple"}'
 TOO_LARGE = 100_000  # above AUTHAPP_MAX_BODY_SIZE (64 KiB)
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def code(self) -> str | None:
-        if not self.headers.get("content-type", "").startswith("application/json"):
-            return None
-        code: str = json.loads(self.body)["code"]
-        return code
 
 
 @dataclass(frozen=True)
@@ -108,27 +93,6 @@ def server(
         AUTHAPP_LOGIN_RATE_LIMIT_ACCOUNT="1000/minute",
     ) as base:  # fmt: skip
         yield int(base.rsplit(":", 1)[1])
-
-
-def read_answer(sock: socket.socket) -> Answer:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"the server closed the connection without an answer (got {data!r})"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers["content-length"])
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "the server closed the connection in the middle of an answer"
-        body += chunk
-    assert len(body) == length, "more bytes than the answer's Content-Length"
-    return Answer(int(status_line.split()[1]), headers, body)
 
 
 def send_early(port: int, error: EarlyError) -> socket.socket:

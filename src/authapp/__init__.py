@@ -62,6 +62,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),
         TESTING=settings.env == "testing",
         MAX_CONTENT_LENGTH=settings.max_body_size,
+        # One wait for the whole body (not per read), from when the app first reads it.
+        BODY_TIMEOUT=settings.body_timeout,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
         CSRF_TIME_LIMIT=settings.csrf_time_limit,
         # Quart's signed cookie session carries only the CSRF token and flash messages.
@@ -91,7 +93,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
             app.asgi_app, mode="legacy", trusted_hops=settings.trusted_proxy_hops
         )
     # Outermost, next to the server: an early answer leaves an HTTP/1.1 connection usable.
-    app.asgi_app = KeepAliveMiddleware(app.asgi_app, settings.max_body_size)  # type: ignore[method-assign]
+    app.asgi_app = KeepAliveMiddleware(  # type: ignore[method-assign]
+        app.asgi_app, settings.max_body_size, settings.body_timeout
+    )
     return app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -79,6 +80,7 @@ class Settings:
     argon2_parallelism: int = 1
     hash_workers: int = 0
     max_body_size: int = 64 * 1024
+    body_timeout: float = 10.0
     rate_limit_enabled: bool = True
     login_rate_limit_ip: RateSpec = RateSpec(10, timedelta(minutes=1))
     hash_rate_limit_ip: RateSpec = RateSpec(60, timedelta(minutes=1))
@@ -239,6 +241,7 @@ def _validate(settings: Settings) -> None:
         "AUTHAPP_DB_POOL_TIMEOUT": settings.db_pool_timeout,
         "AUTHAPP_DB_COMMAND_TIMEOUT": settings.db_command_timeout,
         "AUTHAPP_MAX_BODY_SIZE": settings.max_body_size,
+        "AUTHAPP_BODY_TIMEOUT": settings.body_timeout,
         "AUTHAPP_CSRF_TIME_LIMIT": settings.csrf_time_limit,
         "AUTHAPP_VERIFY_EMAIL_LIFETIME": settings.verify_email_lifetime,
         "AUTHAPP_RESET_PASSWORD_LIFETIME": settings.reset_password_lifetime,
@@ -251,8 +254,8 @@ def _validate(settings: Settings) -> None:
         "AUTHAPP_DEVICE_COOKIE_LIFETIME": settings.device_cookie_lifetime,
     }
     for name, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{name} must be positive")
+        if not 0 < value < math.inf:  # nan and inf too: either would switch a timeout off
+            raise ConfigError(f"{name} must be positive and finite")
     if not 0 <= settings.db_pool_min_size <= settings.db_pool_max_size:
         raise ConfigError("AUTHAPP_DB_POOL_MIN_SIZE must be between 0 and AUTHAPP_DB_POOL_MAX_SIZE")
     if settings.argon2_memory_cost < 19456:

@@ -7,6 +7,10 @@ the whole request has been read, so it closed the connection after such an answe
 saying so, and the client's next request on it failed. Quart reads every body message in a
 task of its own while the request is served (past MAX_CONTENT_LENGTH it drops them), so waiting
 here is enough to read the body. HTTP/2 streams end on their own and need none of this.
+
+No wait here runs past the request's body bound (AUTHAPP_BODY_TIMEOUT from the request's start),
+so a client trickling its body holds the connection no longer than that, however the app
+answers. A 408 (the app gave up waiting for the body: Quart's BODY_TIMEOUT) always closes.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from hypercorn.typing import (
     Scope,
 )
 
-# How long a client has to finish a body we will read and drop, before we answer and close.
+# How long a client has to finish a body we will read and drop, before we answer and close
+# (less when the body's bound comes sooner).
 DRAIN_SECONDS = 5.0
 CLOSE = (b"connection", b"close")
 
@@ -64,11 +69,13 @@ class _RequestBody:
 
 class KeepAliveMiddleware:
     """Before an answer starts, waits for the rest of a request body of at most `max_body_size`;
-    a larger body, or one not finished in DRAIN_SECONDS, gets `Connection: close`."""
+    a larger body, one not finished in DRAIN_SECONDS or by `body_timeout` after the request's
+    start, or a 408, gets `Connection: close`."""
 
-    def __init__(self, app: ASGIFramework, max_body_size: int) -> None:
+    def __init__(self, app: ASGIFramework, max_body_size: int, body_timeout: float) -> None:
         self.app = app
         self.max_body_size = max_body_size
+        self.body_timeout = body_timeout
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -77,6 +84,7 @@ class KeepAliveMiddleware:
             await self.app(scope, receive, send)
             return
         body = _RequestBody(scope)
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
 
         async def receive_tracked() -> ASGIReceiveEvent:
             message = await receive()
@@ -84,10 +92,22 @@ class KeepAliveMiddleware:
             return message
 
         async def send_keeping_alive(message: ASGISendEvent) -> None:
-            if message["type"] == "http.response.start" and not body.ended:
-                small = body.declared is None or body.declared <= self.max_body_size
-                if not (small and await body.wait_for_end(DRAIN_SECONDS, self.max_body_size)):
-                    message = {**message, "headers": [*message.get("headers", ()), CLOSE]}
+            if message["type"] == "http.response.start" and not await self._stays_open(
+                message["status"], body, deadline
+            ):
+                message = {**message, "headers": [*message.get("headers", ()), CLOSE]}
             await send(message)
 
         await self.app(scope, receive_tracked, send_keeping_alive)
+
+    async def _stays_open(self, status: int, body: _RequestBody, deadline: float) -> bool:
+        """Can the connection take another request after this answer: was (or is, after a
+        wait) the request read to its end?"""
+        if status == 408:  # the client was too slow; RFC 9110 asks to close
+            return False
+        if body.ended:
+            return True
+        if body.declared is not None and body.declared > self.max_body_size:
+            return False
+        seconds = min(DRAIN_SECONDS, deadline - asyncio.get_running_loop().time())
+        return await body.wait_for_end(seconds, self.max_body_size)
