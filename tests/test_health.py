@@ -61,7 +61,7 @@ async def test_readyz_is_not_ready_while_no_connection_frees_up(app: Quart, clie
         response = await client.get("/readyz")
         assert response.status_code == 503
         details = (await response.get_json())["details"]
-        assert [detail["type"] for detail in details] == ["database_unavailable"]
+        assert [detail["type"] for detail in details] == ["database_timeout"]
         assert (await client.get("/healthz")).status_code == 200
     assert (await client.get("/readyz")).status_code == 200
 

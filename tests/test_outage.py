@@ -171,7 +171,7 @@ def test_the_database_stops_and_starts_under_running_servers(
             )
     printed = "\n".join(output)
     assert "Traceback" not in printed, printed
-    assert "database unreachable at start-up" in printed  # the late one said why, in a line
+    assert "database unavailable at start-up" in printed  # the late one said why, in a line
 
 
 @pytest.mark.parametrize("fault", ["connection terminated", "statement timed out"])

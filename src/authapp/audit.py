@@ -24,7 +24,7 @@ from . import clock
 from .clients import clean_ip, device_name
 from .config import Settings
 from .context import current_request
-from .database import Database
+from .database import Database, DatabaseUnavailable
 from .errors import validation_error
 from .models.security_events import (
     delete_security_events_before,
@@ -130,7 +130,9 @@ async def sweep_forever(db: Database, settings: Settings) -> None:
         await asyncio.sleep(SWEEP_EVERY * random.uniform(0.5, 1.0))  # noqa: S311 (not a secret)
         try:
             await prune(db, settings)
-        except Exception:  # a database outage must not end the sweeping for good
+        except DatabaseUnavailable:  # the outage log has said so; the next sweep tries again
+            continue
+        except Exception:  # nor must anything else end the sweeping for good
             log.warning("pruning security events failed; trying again later", exc_info=True)
 
 

@@ -25,8 +25,11 @@ async def healthz() -> dict[str, str]:
 @rate_exempt
 @hide
 async def readyz() -> dict[str, str]:
-    """200 when the database answers and every migration is applied, else 503
-    `SERVICE_UNAVAILABLE` with the reason in `details` (`database_unavailable`,
-    `migrations_pending`, `migrations_failed`)."""
+    """200 when the database answers, takes writes and has every migration applied, else 503
+    `SERVICE_UNAVAILABLE` with Retry-After and the reason in `details[0].type`: the kind of
+    outage (`database_unavailable`, `database_refusing_connections`, `database_missing`,
+    `database_auth_failed`, `database_out_of_resources`, `database_read_only`,
+    `database_timeout`; see authapp.database.outage_of), `migrations_pending` or
+    `migrations_failed`."""
     await state().db.check_ready()
     return {"status": "ready"}
