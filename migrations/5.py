@@ -9,7 +9,7 @@ changed), since merging accounts is for people to decide.
 
 from typing import Any
 
-from authapp.emails import email_key
+from authapp.accounts.emails import email_key
 
 BATCH = 10_000  # rows per UPDATE: one round trip each, not one per user
 

@@ -17,8 +17,8 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from authapp import clock as app_clock
 from authapp import create_app
+from authapp.infra import clock as app_clock
 from authapp.models.users import User
 from authapp.state import AppState
 
@@ -115,7 +115,7 @@ def app_state(app: Quart) -> AppState:
 @pytest.fixture
 def make_user(app: Quart) -> Callable[..., Awaitable[User]]:
     """Create users through the accounts service, as registration does."""
-    from authapp import accounts
+    from authapp.accounts import registration
 
     async def make(
         email: str = "alice@example.com",
@@ -123,7 +123,7 @@ def make_user(app: Quart) -> Callable[..., Awaitable[User]]:
         display_name: str | None = None,
     ) -> User:
         state = app_state(app)
-        return await accounts.register(
+        return await registration.register(
             state.db,
             state.hashing,
             state.settings,

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from authapp.batching import MAX_IN_FLIGHT, BatchLoader
 from authapp.errors import APIError
+from authapp.infra.batching import MAX_IN_FLIGHT, BatchLoader
 
 
 class Loads:

@@ -11,7 +11,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from quart_db import UndefinedParameterError
 
-from authapp.database import migrations_path
+from authapp.infra.database import migrations_path
 from tests.conftest import PASSWORD, ROOT, app_state, fetch_val
 from tests.forms import api_client
 

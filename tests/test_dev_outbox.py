@@ -27,8 +27,8 @@ from quart import Quart
 from quart_rate_limiter import QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE
 
 from authapp import create_app
-from authapp.logs import AuthappLogHandler
-from authapp.mail import mailer
+from authapp.infra.logs import AuthappLogHandler
+from authapp.infra.mail import mailer
 from tests.conftest import PASSWORD, fetch_val, settings_for
 from tests.forms import HTML
 from tests.mailbox import SmtpServer, drain

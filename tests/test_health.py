@@ -7,7 +7,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from quart_rate_limiter import QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE
 
-from authapp.database import latest_migration
+from authapp.infra.database import latest_migration
 from tests.conftest import app_state, execute, fetch_val
 
 PROBES = ["/healthz", "/readyz"]

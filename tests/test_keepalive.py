@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from authapp.keepalive import DRAIN_SECONDS
+from authapp.web.keepalive import DRAIN_SECONDS
 from tests.mailbox import SmtpServer
 from tests.servers import hypercorn, read_answer
 

@@ -21,7 +21,7 @@ from quart.typing import TestClientProtocol as Client
 
 from authapp import create_app
 from authapp.config import ConfigError, load_settings
-from authapp.logs import (
+from authapp.infra.logs import (
     AuthappLogHandler,
     JsonFormatter,
     RequestIdFilter,

@@ -21,7 +21,7 @@ import pytest
 from quart import Quart
 
 from authapp import ConfigError, create_app
-from authapp.mail import Mail, SmtpTarget, mailer, parse_smtp_url
+from authapp.infra.mail import Mail, SmtpTarget, mailer, parse_smtp_url
 from tests.conftest import settings_for
 from tests.mailbox import Mailbox, SmtpServer
 from tests.servers import free_port

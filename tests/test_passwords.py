@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from authapp.passwords import (
+from authapp.accounts.passwords import (
     COMMON_PASSWORDS_PATH,
     DIGEST_SIZE,
     CommonPasswords,
-    PasswordHashing,
     PasswordPolicyError,
     check_policy,
     common_passwords,
@@ -24,6 +23,7 @@ from authapp.passwords import (
     name_variants,
     resembles,
 )
+from authapp.infra.hashing import PasswordHashing
 
 
 def full_width(text: str) -> str:

@@ -484,8 +484,8 @@ async def test_redis_gives_back_what_honest_sign_ins_spent(
 
 
 async def accounts_register(app: Quart, email: str) -> None:
-    from authapp import accounts
+    from authapp.accounts import registration
 
     state = app_state(app)
-    await accounts.register(state.db, state.hashing, state.settings, email=email,
+    await registration.register(state.db, state.hashing, state.settings, email=email,
                             password=PASSWORD, display_name=None)  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authapp.redirects import safe_next
+from authapp.web.redirects import safe_next
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from quart import Quart
 
-from authapp import clock
+from authapp.infra import clock
 from authapp.models.users import insert_user
 from tests.conftest import PASSWORD, app_state, fetch_val
 from tests.mailbox import Mailbox, drain

@@ -15,7 +15,8 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from authapp import audit, create_app
+from authapp import create_app
+from authapp.accounts import audit
 from authapp.config import ConfigError, load_settings
 from authapp.models.users import User
 from tests.conftest import PASSWORD, Clock, app_state, execute, fetch_val, settings_for

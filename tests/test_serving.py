@@ -24,7 +24,7 @@ import pytest
 from hypercorn.config import Config as HypercornConfig
 from quart import Quart
 
-from authapp.embedded import USERS_FILE
+from authapp.infra.embedded import USERS_FILE
 from tests.conftest import PASSWORD, ROOT
 from tests.mailbox import SmtpServer
 from tests.servers import BIN, clean_env, free_port, hypercorn, read_log, stop, wait_until_serving
@@ -357,15 +357,15 @@ def test_the_wheel_ships_the_migrations_and_finds_them(tmp_path: Path) -> None:
     (wheel,) = (tmp_path / "dist").glob("authapp-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "authapp/migrations/0.py" in names
-    assert "authapp/templates/base.html" in names
-    assert "authapp/static/style.css" in names
+    assert "authapp/web/templates/base.html" in names
+    assert "authapp/web/static/style.css" in names
     assert "authapp/data/common-passwords.bin" in names
 
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     code = (
-        "from authapp.database import migrations_path; print(migrations_path());"
-        "from authapp import passwords; print(passwords.COMMON_PASSWORDS_PATH);"
+        "from authapp.infra.database import migrations_path; print(migrations_path());"
+        "from authapp.accounts import passwords; print(passwords.COMMON_PASSWORDS_PATH);"
         "print(passwords.is_common('password1234'))"
     )
     found = subprocess.run(

@@ -9,7 +9,7 @@ import threading
 
 from quart import Quart
 
-from authapp.passwords import HASH_THREAD_NICENESS
+from authapp.infra.hashing import HASH_THREAD_NICENESS
 from tests.conftest import app_state
 
 

@@ -11,20 +11,20 @@ from typing import Any
 from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, Response, request
 
-from .audit import init_audit
-from .blueprints import api, auth, dev, docs, health, protected
+from .accounts.audit import init_audit
 from .config import ConfigError, Settings, load_settings, with_development_secret
-from .context import RequestContextMiddleware
-from .embedded import start_embedded_postgres
-from .errors import register_error_handlers
 from .extensions import init_extensions
-from .keepalive import KeepAliveMiddleware
-from .logs import configure_logging
-from .mail import init_mail
+from .infra.context import RequestContextMiddleware
+from .infra.embedded import start_embedded_postgres
+from .infra.logs import configure_logging
+from .infra.mail import init_mail
+from .infra.workers import exit_worker_with_parent
 from .state import state
-from .templating import init_templating
-from .workers import exit_worker_with_parent
-from .wrappers import AuthappRequest, refuse_oversized_headers
+from .web.blueprints import api, auth, dev, docs, health, protected
+from .web.errors import register_error_handlers
+from .web.keepalive import KeepAliveMiddleware
+from .web.templating import init_templating
+from .web.wrappers import AuthappRequest, refuse_oversized_headers
 
 __all__ = ["ConfigError", "create_app"]
 
@@ -55,7 +55,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     settings = resolve_settings(config)
     configure_logging(settings)
 
-    app = Quart(__name__, instance_path=settings.instance_path)
+    app = Quart(
+        __name__,
+        instance_path=settings.instance_path,
+        # The pages' templates and files are the HTTP edge's (mail's templates are there too).
+        template_folder="web/templates",
+        static_folder="web/static",
+    )
     app.request_class = AuthappRequest
     app.config.update(
         SECRET_KEY=settings.secret_key,

@@ -24,13 +24,14 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.logging import Logger as HypercornLogger
 from hypercorn.run import run as run_hypercorn
 
-from . import admin, create_app, resolve_settings
-from . import workers as workers_module
+from . import create_app, resolve_settings
+from .accounts import admin
+from .accounts.emails import normalize_email
 from .config import ConfigError, Settings, development_instance, load_settings, parse_bind
-from .emails import normalize_email
 from .errors import APIError
-from .logs import configure_logging
-from .mail import OUTBOX_FOLDER, parse_smtp_url
+from .infra import workers as workers_module
+from .infra.logs import configure_logging
+from .infra.mail import OUTBOX_FOLDER, parse_smtp_url
 from .models.users import User
 from .state import AppState
 

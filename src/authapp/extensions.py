@@ -9,39 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
 
-from quart import Quart, current_app, request
-from quart_auth import (
-    current_user,
-    login_user,
-    logout_user,
-)
+from quart import Quart
 from quart_schema import DataSource, QuartSchema
 from quart_schema.openapi import OpenAPIProvider
 
-from . import devices
-from .accounts import authenticate
-from .clients import device_name
+from .accounts.sessions import SessionLookups
+from .accounts.tokens import SCOPES, TokenLookups
 from .config import Settings
-from .csrf import rotate_csrf_token
-from .database import AuthappDB, Database, migrations_path, skip_reset
-from .emails import email_key, email_key_digest
-from .errors import APIError
-from .guards import AuthappAuth, SessionUser
-from .limits import SharedBucketRateLimiter, client_address_key, is_preflight, limiter_store
-from .models.users import User
-from .passwords import PasswordHashing
-from .schemas import NoContent
-from .sessions import (
-    SessionLookups,
-    revoke_session,
-    start_session,
-)
-from .state import AppState, state
-from .tokens import SCOPES, TokenLookups
+from .infra.clients import device_name
+from .infra.database import AuthappDB, Database, migrations_path, skip_reset
+from .infra.hashing import PasswordHashing
+from .infra.limit_stores import limiter_store
+from .state import AppState
+from .web.guards import AuthappAuth, SessionUser
+from .web.limits import SharedBucketRateLimiter, client_address_key, is_preflight
+from .web.schemas import NoContent
 
 # --- assembly ------------------------------------------------------------------------------
 
@@ -190,68 +175,3 @@ def freeze_startup_objects() -> None:
 
 
 # --- signing the current client in and out (shared by the JSON API and the pages) ---------
-
-
-async def sign_in(email: str, password: str, *, remember: bool) -> User:
-    """Check the credentials, start a new session and hand its token to quart-auth's cookie.
-
-    The device cookie the client presents for this account, if any, lets the rules tell the
-    owner's device from a stranger (see devices.py)."""
-    app_state = state()
-    key = email_key(email)
-    device = None if key is None else devices.for_account(email_key_digest(key))
-    user = await authenticate(
-        app_state.db, app_state.hashing, email=email, password=password,
-        device=None if device is None else device.trusted,
-    )  # fmt: skip
-    if app_state.settings.require_verified_email and user.email_verified_at is None:
-        # Only after the password checked out, so this reveals nothing to a stranger.
-        raise APIError(
-            403, "EMAIL_NOT_VERIFIED", "Verify your email address first: follow the link we sent."
-        )
-    await start_client_session(user, remember=remember)
-    return user
-
-
-async def start_client_session(user: User, *, remember: bool) -> None:
-    """Give the current client a new session of `user` (replacing any it had), and a device
-    cookie for them: it proved the password here."""
-    app_state = state()
-    token = await start_session(
-        app_state.db,
-        app_state.settings,
-        user.id,
-        remember=remember,
-        ip=request.remote_addr,
-        user_agent=request.headers.get("User-Agent"),
-        replaces=current_user.auth_id,
-    )
-    login_user(SessionUser(token), remember=remember)
-    rotate_csrf_token()  # a form token from before sign-in is worthless after it
-    devices.remember_device(user.id, user.security_stamp, user.email_key)
-
-
-def mail_after_answer(
-    work: Callable[[Database, Settings, str, str], Awaitable[None]], email: str
-) -> None:
-    """Run a lookup that may mail `email` after the answer is sent, so the answer is the same,
-    and as quick, whether or not the address has an account."""
-    app_state = state()
-    current_app.add_background_task(
-        work, app_state.db, app_state.settings, email, public_base_url()
-    )
-
-
-def public_base_url() -> str:
-    """Where links in mail lead: AUTHAPP_BASE_URL (required in production, so a forged Host
-    header cannot redirect a reset link), else this request's own origin."""
-    return (state().settings.base_url or request.host_url).rstrip("/")
-
-
-async def sign_out() -> None:
-    """Revoke the session on the server (so copies of the cookie die too) and clear the cookie."""
-    token = current_user.auth_id
-    if token is not None:
-        await revoke_session(state().db, token)
-    logout_user()
-    rotate_csrf_token()

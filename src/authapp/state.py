@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, cast
 from quart import current_app
 
 from .config import Settings
-from .database import Database
-from .passwords import PasswordHashing
+from .infra.database import Database
+from .infra.hashing import PasswordHashing
 
 if TYPE_CHECKING:  # sessions needs state at import time
-    from .sessions import SessionLookups
-    from .tokens import TokenLookups
+    from .accounts.sessions import SessionLookups
+    from .accounts.tokens import TokenLookups
 
 
 @dataclass

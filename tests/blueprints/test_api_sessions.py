@@ -10,8 +10,8 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from authapp.guards import GUARD_ATTRIBUTE
 from authapp.models.users import User
+from authapp.web.guards import GUARD_ATTRIBUTE
 from tests.conftest import PASSWORD, Clock, fetch_val
 from tests.forms import api_client, forget_device
 

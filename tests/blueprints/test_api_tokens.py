@@ -14,8 +14,8 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
+from authapp.accounts.tokens import SCOPES
 from authapp.models.users import User
-from authapp.tokens import SCOPES
 from tests.conftest import PASSWORD, Clock, execute, fetch_val
 from tests.forms import api_client
 from tests.mailbox import Mailbox

@@ -15,7 +15,7 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from authapp.emails import email_key
+from authapp.accounts.emails import email_key
 from tests.conftest import PASSWORD, fetch_val
 from tests.forms import field_error, page_text, post_form
 from tests.mailbox import Mailbox, drain

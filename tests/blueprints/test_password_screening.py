@@ -11,7 +11,7 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from authapp import clock
+from authapp.infra import clock
 from authapp.models.users import User, insert_user
 from tests.conftest import PASSWORD, app_state, fetch_val
 from tests.forms import HTML, csrf_from, field_error, form_login, page_text, post_form

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from quart import Quart
 
-from authapp.emails import email_key
+from authapp.accounts.emails import email_key
 from authapp.models.users import User
 from tests.conftest import ROOT, execute, fetch_val
 

@@ -1,0 +1,151 @@
+"""Security events: what happened to an account, when, from which address and device.
+
+Services record an event on the connection of the change it reports, inside its transaction
+where there is one, so an event exists exactly when its change does. The address and the
+User-Agent come from the request being served (context.py). Events older than
+AUTHAPP_SECURITY_EVENT_RETENTION_DAYS are swept away by every worker every 30 to 60 minutes,
+in batches, through an index on their time; they die with their user (ON DELETE CASCADE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, get_args
+from uuid import UUID
+
+from quart import Quart
+from quart_db import Connection
+
+from ..config import Settings
+from ..errors import validation_error
+from ..infra import clock
+from ..infra.clients import clean_ip, device_name
+from ..infra.context import current_request
+from ..infra.database import Database
+from ..infra.outages import DatabaseUnavailable
+from ..models.security_events import (
+    delete_security_events_before,
+    insert_security_event,
+    select_security_events_of_user,
+)
+
+log = logging.getLogger("authapp.audit")  # see authapp.infra.logs
+
+EventKind = Literal[
+    "login_succeeded",
+    "login_failed",
+    "logout",
+    "account_locked",
+    "password_check_failed",
+    "reauthenticated",
+    "password_changed",
+    "password_reset",
+    "email_change_requested",
+    "email_change_confirmed",
+    "session_revoked",
+    "sessions_revoked",
+    "token_created",
+    "token_revoked",
+    "account_deactivated",
+    "account_activated",
+]
+EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
+SWEEP_EVERY = 3600  # seconds at most between sweeps; at random from half that, so workers spread
+SWEEP_BATCH = 10_000
+
+
+async def record(connection: Connection, user_id: UUID, kind: EventKind, **details: Any) -> None:
+    """Add an event of the user, from the current request's client (if any)."""
+    request = current_request()
+    await insert_security_event(
+        connection,
+        user_id=user_id,
+        kind=kind,
+        now=clock.utcnow(),
+        ip=clean_ip(request.remote_addr) if request else None,
+        user_agent=request.user_agent if request else None,
+        details=details,
+    )
+
+
+@dataclass(frozen=True)
+class SecurityEvent:
+    id: UUID
+    kind: str
+    created_at: datetime
+    ip: str | None
+    device: str | None
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[SecurityEvent]
+    more: bool  # whether older events follow the last one
+
+
+async def list_events(db: Database, user_id: UUID, *, before: UUID | None, limit: int) -> EventPage:
+    """The user's events, newest first: `limit` of them, older than the event `before`."""
+    async with db.connection() as connection:
+        rows = await select_security_events_of_user(
+            connection, user_id, before=before, limit=limit + 1
+        )
+    if rows is None:
+        raise validation_error("before", "You have no event with this id.", "unknown")
+    events = [
+        SecurityEvent(
+            id=row.id,
+            kind=row.kind,
+            created_at=row.created_at,
+            ip=row.ip,
+            device=device_name(row.user_agent) if row.user_agent else None,
+            details=row.details,
+        )
+        for row in rows[:limit]
+    ]
+    return EventPage(events, more=len(rows) > limit)
+
+
+async def prune(db: Database, settings: Settings) -> int:
+    """Delete every event older than the retention, in batches; return how many went."""
+    cutoff = clock.utcnow() - timedelta(days=settings.security_event_retention_days)
+    total = 0
+    while True:
+        async with db.connection() as connection:
+            deleted = await delete_security_events_before(connection, cutoff, SWEEP_BATCH)
+        total += deleted
+        if deleted < SWEEP_BATCH:
+            break
+    if total:
+        log.info("pruned %d security events older than %s", total, cutoff.date())
+    return total
+
+
+async def sweep_forever(db: Database, settings: Settings) -> None:
+    """Prune every 30 to 60 minutes, for as long as the app serves."""
+    while True:
+        await asyncio.sleep(SWEEP_EVERY * random.uniform(0.5, 1.0))  # noqa: S311 (not a secret)
+        try:
+            await prune(db, settings)
+        except DatabaseUnavailable:  # the outage log has said so; the next sweep tries again
+            continue
+        except Exception:  # nor must anything else end the sweeping for good
+            log.warning("pruning security events failed; trying again later", exc_info=True)
+
+
+def init_audit(app: Quart, db: Database, settings: Settings) -> None:
+    """Sweep old events while the app serves."""
+    sweeping: list[asyncio.Task[None]] = []
+
+    @app.before_serving
+    async def start_sweeping() -> None:
+        sweeping.append(asyncio.create_task(sweep_forever(db, settings)))
+
+    @app.after_serving
+    async def stop_sweeping() -> None:
+        while sweeping:
+            sweeping.pop().cancel()

@@ -1,0 +1,50 @@
+"""When credentials change: the one step, in the transaction of the change, that ends what the
+old credentials granted.
+
+A password reset or change calls it (later, second factors too). An intruder who knew the old
+password may hold a session, an API token, a trusted device, a pending change of address that
+would hand them the account, or a reset link: all of them end here, so no path forgets one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from quart_db import Connection
+
+from ..config import Settings
+from ..models.api_tokens import delete_api_tokens_of_user
+from ..models.email_tokens import update_email_tokens_used
+from ..models.sessions import update_other_sessions_revoked, update_sessions_revoked_of_user
+from ..models.users import update_user_security_stamp
+from .sessions import liveness
+
+
+@dataclass(frozen=True)
+class Revoked:
+    sessions: int
+    tokens: int
+    security_stamp: UUID  # the new one: device cookies that name the old one are untrusted
+
+
+async def credentials_changed(
+    connection: Connection, settings: Settings, user_id: UUID, *, keep_session: bytes | None
+) -> Revoked:
+    """End every session of the user (but `keep_session`, the one making the change), every
+    outstanding reset link and pending change of address, the API tokens (unless
+    AUTHAPP_REVOKE_TOKENS_ON_PASSWORD_CHANGE is off: scripts hold them) and the trust of every
+    device; return what ended."""
+    live = liveness(settings)
+    if keep_session is None:
+        sessions = await update_sessions_revoked_of_user(connection, user_id, live.now)
+    else:
+        sessions = await update_other_sessions_revoked(connection, user_id, keep_session, live)
+    await update_email_tokens_used(
+        connection, user_id, ("reset_password", "change_email"), live.now
+    )
+    tokens = 0
+    if settings.revoke_tokens_on_password_change:
+        tokens = await delete_api_tokens_of_user(connection, user_id)
+    stamp = await update_user_security_stamp(connection, user_id)
+    return Revoked(sessions, tokens, stamp)

@@ -1,0 +1,155 @@
+"""Personal API tokens: create, resolve, list and revoke them.
+
+A token is a recognisable prefix, 256 random bits and a CRC-32 of them (so secret scanners
+can spot a leaked token, and a mistyped one is refused without a database lookup). It is shown
+once; the database keeps only its SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import zlib
+from datetime import timedelta
+from typing import Literal, get_args
+from uuid import UUID
+
+from ..config import Settings
+from ..errors import APIError, validation_error
+from ..infra import clock
+from ..infra.batching import BatchLoader
+from ..infra.database import Database
+from ..models.api_tokens import (
+    ApiToken,
+    TokenAccount,
+    count_live_tokens_of_user,
+    delete_api_token,
+    delete_expired_tokens_of_user,
+    insert_api_token,
+    select_live_token_accounts,
+    select_live_tokens_of_user,
+)
+from ..models.users import Account
+from . import audit
+from .sessions import LAST_SEEN_RESOLUTION, TOKEN_BYTES
+
+log = logging.getLogger("authapp.tokens")  # see authapp.infra.logs
+
+Scope = Literal["profile:read", "profile:write", "sessions:read", "sessions:write"]
+SCOPES: tuple[Scope, ...] = get_args(Scope)
+SCOPE_DESCRIPTIONS: dict[Scope, str] = {
+    "profile:read": "Read your profile and security events (GET /api/me, /api/me/events).",
+    "profile:write": "Change your display name (PATCH /api/me).",
+    "sessions:read": "List your sessions (GET /api/sessions).",
+    "sessions:write": "Revoke one of your sessions (DELETE /api/sessions/{id}).",
+}
+TOKEN_PREFIX = "authapp_pat_"  # noqa: S105 (a public prefix, not a secret)
+MAX_TOKENS_PER_USER = 50
+_TOKEN_RE = re.compile(rf"^{TOKEN_PREFIX}([A-Za-z0-9_-]{{43}})([0-9a-f]{{8}})$")
+
+
+def _checksum(body: str) -> str:
+    return f"{zlib.crc32(body.encode('ascii')):08x}"
+
+
+def new_api_token() -> str:
+    body = secrets.token_urlsafe(TOKEN_BYTES)
+    return f"{TOKEN_PREFIX}{body}{_checksum(body)}"
+
+
+def api_token_hash(token: str) -> bytes | None:
+    """The database key of a token (its SHA-256), or None for anything not shaped like one."""
+    match = _TOKEN_RE.match(token)
+    if match is None or not secrets.compare_digest(match[2], _checksum(match[1])):
+        return None
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+class TokenLookups:
+    """Resolves bearer tokens to live tokens and their users, the lookups of requests that
+    arrive together in one statement (BatchLoader)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._loader: BatchLoader[bytes, None, TokenAccount] = BatchLoader(self._load)
+
+    async def resolve(self, token: str) -> TokenAccount | None:
+        """The live token's user and scopes; marks it used (at most once a minute)."""
+        token_hash = api_token_hash(token)
+        if token_hash is None:
+            return None
+        return await self._loader.get(token_hash, None)
+
+    async def _load(self, asked: dict[bytes, None]) -> dict[bytes, TokenAccount]:
+        now = clock.utcnow()
+        async with self._db.connection() as connection:
+            return await select_live_token_accounts(
+                connection, list(asked), now, touch_before=now - LAST_SEEN_RESOLUTION
+            )
+
+
+async def create_api_token(
+    db: Database,
+    settings: Settings,
+    account: Account,
+    *,
+    name: str,
+    scopes: list[Scope],
+    expires_in_days: int | None,
+) -> tuple[ApiToken, str]:
+    """Create a token; return it as listed and the token itself, which is never shown again."""
+    days = settings.token_lifetime_days if expires_in_days is None else expires_in_days
+    if not 1 <= days <= settings.token_max_lifetime_days:
+        raise validation_error(
+            "expires_in_days",
+            f"A token lives between 1 and {settings.token_max_lifetime_days} days.",
+            "range",
+        )
+    token = new_api_token()
+    token_hash = api_token_hash(token)
+    assert token_hash is not None  # new_api_token() makes tokens of exactly that shape
+    now = clock.utcnow()
+    async with db.transaction() as connection:
+        await delete_expired_tokens_of_user(connection, account.user_id, now)
+        if await count_live_tokens_of_user(connection, account.user_id, now) >= MAX_TOKENS_PER_USER:
+            raise APIError(
+                409, "TOO_MANY_TOKENS",
+                f"You have {MAX_TOKENS_PER_USER} tokens; revoke one you no longer use first.",
+            )  # fmt: skip
+        created = await insert_api_token(
+            connection,
+            token_hash=token_hash,
+            user_id=account.user_id,
+            name=name,
+            scopes=sorted(set(scopes), key=SCOPES.index),
+            now=now,
+            expires_at=now + timedelta(days=days),
+        )
+        if created is not None:
+            await audit.record(
+                connection, account.user_id, "token_created", token_id=str(created.id),
+                name=created.name, scopes=created.scopes,
+            )  # fmt: skip
+    if created is None:
+        raise APIError(409, "TOKEN_NAME_TAKEN", "You already have a token with this name.")
+    log.info("user %s created API token %s", account.user_id, created.id)
+    return created, token
+
+
+async def list_api_tokens(db: Database, account: Account) -> list[ApiToken]:
+    async with db.connection() as connection:
+        return await select_live_tokens_of_user(connection, account.user_id, clock.utcnow())
+
+
+async def revoke_api_token(db: Database, account: Account, token_id: UUID) -> None:
+    async with db.transaction() as connection:
+        name = await delete_api_token(connection, account.user_id, token_id)
+        if name is not None:
+            await audit.record(
+                connection, account.user_id, "token_revoked", token_id=str(token_id), name=name
+            )
+    if name is None:
+        raise APIError(404, "TOKEN_NOT_FOUND", "You have no token with this id.")
+    log.info("user %s revoked API token %s", account.user_id, token_id)

@@ -1,0 +1,168 @@
+"""Who is calling: the session cookie or, on the JSON API, a bearer token, resolved to an
+account once per request; and `auth_required`, the guard of every signed-in route (scopes,
+fresh sign-in, and the OpenAPI security it documents)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import ParamSpec, TypeVar, cast
+
+from quart import has_request_context, request
+from quart_auth import Action, AuthUser, QuartAuth, Unauthorized, current_user
+from quart_schema.openapi import QUART_SCHEMA_SECURITY_ATTRIBUTE
+
+from ..accounts.sessions import is_fresh, reauth_required
+from ..accounts.tokens import Scope
+from ..errors import APIError
+from ..models.api_tokens import TokenAccount
+from ..models.sessions import SessionAccount
+from ..state import state
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class AccountUser(AuthUser):
+    """quart-auth's user, resolved on first use to the account behind its credential."""
+
+    async def account(self) -> SessionAccount | TokenAccount | None:
+        raise NotImplementedError
+
+    @property
+    async def is_authenticated(self) -> bool:
+        return await self.account() is not None
+
+
+class SessionUser(AccountUser):
+    """The cookie's token, resolved to a live session and its user in one query, so a
+    revoked, expired or idle session or a deactivated user is refused on the very next request.
+    """
+
+    def __init__(
+        self,
+        auth_id: str | None,
+        action: Action = Action.PASS,
+        account: SessionAccount | None = None,
+    ) -> None:
+        super().__init__(auth_id, action)
+        self._account = account
+        self._resolved = account is not None
+
+    async def account(self) -> SessionAccount | None:
+        if not self._resolved:
+            self._resolved = True
+            if self.auth_id is not None:
+                self._account = await state().sessions.resolve(self.auth_id, request.remote_addr)
+        return self._account
+
+
+class TokenUser(AccountUser):
+    """An API request's bearer token, resolved to its live token and user on first use.
+
+    It has no auth_id, so quart-auth never writes or clears a cookie for it.
+    """
+
+    def __init__(self, token: str) -> None:
+        super().__init__(None)
+        self._token = token
+        self._account: TokenAccount | None = None
+        self._resolved = False
+
+    async def account(self) -> TokenAccount | None:
+        if not self._resolved:
+            self._resolved = True
+            self._account = await state().tokens.resolve(self._token)
+        return self._account
+
+
+class AuthappAuth(QuartAuth):
+    """quart-auth in cookie mode, with bearer tokens on the JSON API only (never on pages,
+    where a browser could be made to send one it did not mean to)."""
+
+    def resolve_user(self) -> AuthUser:
+        if has_request_context() and request.blueprint == "api":
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() == "bearer":
+                return TokenUser(token.strip())
+        return super().resolve_user()
+
+
+async def current_account() -> SessionAccount | TokenAccount | None:
+    return await cast(AccountUser, current_user).account()
+
+
+async def signed_in_account() -> SessionAccount | TokenAccount:
+    """The account of a route behind a sign-in guard (which has already resolved it)."""
+    account = await current_account()
+    if account is None:
+        raise Unauthorized()
+    return account
+
+
+async def signed_in_session() -> SessionAccount:
+    """The session of a route that only a session may call (see auth_required)."""
+    account = await signed_in_account()
+    if not isinstance(account, SessionAccount):
+        raise insufficient_scope(None)
+    return account
+
+
+def insufficient_scope(scope: Scope | None) -> APIError:
+    if scope is None:
+        message = "API tokens cannot do this: sign in with your password."
+    else:
+        message = f"This API token lacks the {scope} scope."
+    return APIError(403, "INSUFFICIENT_SCOPE", message)
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What auth_required asks of a route's caller (kept on the view for tests that walk)."""
+
+    scope: Scope | None
+    fresh: bool
+
+
+GUARD_ATTRIBUTE = "_authapp_guard"
+
+
+def auth_required(
+    scope: Scope | None = None, *, fresh: bool = False
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Let a route run only for a signed-in caller, and document who may call it.
+
+    A session may always call it; a bearer token only when the route names a `scope` and the
+    token has it. `fresh` routes (password, email, deletion, new tokens, signing out
+    everywhere) take only a session whose password was proved within AUTHAPP_FRESHNESS, else
+    401 `REAUTH_REQUIRED`. Without a scope a route is the session's alone: a new route added
+    without thought never lets tokens in.
+    """
+    security: list[dict[str, list[str]]] = [{"sessionCookie": []}]
+    if scope is not None and not fresh:
+        security.append({"bearerToken": [scope]})
+
+    def decorator(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @wraps(func)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            account = await current_account()
+            if account is None:
+                if isinstance(current_user, TokenUser):
+                    raise APIError(
+                        401, "UNAUTHENTICATED", "The API token is unknown, revoked or expired.",
+                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                    )  # fmt: skip
+                raise Unauthorized()
+            if isinstance(account, TokenAccount):
+                if scope is None or fresh or scope not in account.scopes:
+                    raise insufficient_scope(None if fresh else scope)
+            elif fresh and not is_fresh(account, state().settings):
+                raise reauth_required()
+            return await func(*args, **kwargs)
+
+        setattr(guarded, QUART_SCHEMA_SECURITY_ATTRIBUTE, security)
+        setattr(guarded, GUARD_ATTRIBUTE, Guard(scope, fresh))
+        return guarded
+
+    return decorator

@@ -1,0 +1,96 @@
+"""Signing the current client in and out, for the JSON API and the pages alike: the session
+cookie, the device cookie and the CSRF secret; and the work a request leaves for after its
+answer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from quart import current_app, request
+from quart_auth import (
+    current_user,
+    login_user,
+    logout_user,
+)
+
+from ..accounts.emails import email_key, email_key_digest
+from ..accounts.sessions import revoke_session, start_session
+from ..accounts.signin import authenticate
+from ..config import Settings
+from ..errors import APIError
+from ..infra.database import Database
+from ..models.users import User
+from ..state import state
+from . import devices
+from .csrf import rotate_csrf_token
+from .guards import SessionUser
+
+# --- assembly ------------------------------------------------------------------------------
+
+
+# --- signing the current client in and out (shared by the JSON API and the pages) ---------
+
+
+async def sign_in(email: str, password: str, *, remember: bool) -> User:
+    """Check the credentials, start a new session and hand its token to quart-auth's cookie.
+
+    The device cookie the client presents for this account, if any, lets the rules tell the
+    owner's device from a stranger (see devices.py)."""
+    app_state = state()
+    key = email_key(email)
+    device = None if key is None else devices.for_account(email_key_digest(key))
+    user = await authenticate(
+        app_state.db, app_state.hashing, email=email, password=password,
+        device=None if device is None else device.trusted,
+    )  # fmt: skip
+    if app_state.settings.require_verified_email and user.email_verified_at is None:
+        # Only after the password checked out, so this reveals nothing to a stranger.
+        raise APIError(
+            403, "EMAIL_NOT_VERIFIED", "Verify your email address first: follow the link we sent."
+        )
+    await start_client_session(user, remember=remember)
+    return user
+
+
+async def start_client_session(user: User, *, remember: bool) -> None:
+    """Give the current client a new session of `user` (replacing any it had), and a device
+    cookie for them: it proved the password here."""
+    app_state = state()
+    token = await start_session(
+        app_state.db,
+        app_state.settings,
+        user.id,
+        remember=remember,
+        ip=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+        replaces=current_user.auth_id,
+    )
+    login_user(SessionUser(token), remember=remember)
+    rotate_csrf_token()  # a form token from before sign-in is worthless after it
+    devices.remember_device(user.id, user.security_stamp, user.email_key)
+
+
+def mail_after_answer(
+    work: Callable[[Database, Settings, str, str], Awaitable[None]], email: str
+) -> None:
+    """Run a lookup that may mail `email` after the answer is sent, so the answer is the same,
+    and as quick, whether or not the address has an account."""
+    app_state = state()
+    current_app.add_background_task(
+        work, app_state.db, app_state.settings, email, public_base_url()
+    )
+
+
+def public_base_url() -> str:
+    """Where links in mail lead: AUTHAPP_BASE_URL (required in production, so a forged Host
+    header cannot redirect a reset link), else this request's own origin."""
+    return (state().settings.base_url or request.host_url).rstrip("/")
+
+
+async def sign_out() -> None:
+    """Revoke the session on the server (so copies of the cookie die too) and clear the cookie."""
+    token = current_user.auth_id
+    if token is not None:
+        await revoke_session(state().db, token)
+    logout_user()
+    rotate_csrf_token()
