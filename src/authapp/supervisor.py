@@ -23,7 +23,9 @@ starting or dead worker takes no connections. Elsewhere, and for unix: or fd:// 
 workers share sockets as under Hypercorn.
 
 Workers ignore SIGINT (Ctrl+C in a terminal reaches every process; the supervisor decides), and
-SIGTERM stops a serving worker gracefully and a starting one at once.
+SIGTERM stops a serving worker gracefully and a starting one at once. One worker (`workers = 1`,
+the default) is supervised the same way, so it is replaced too; Hypercorn also runs a single
+worker beside a parent that waits.
 """
 
 from __future__ import annotations
@@ -224,8 +226,10 @@ class _Supervisor:
         if self.stopping:
             log.debug("worker %d stopped (%s)", worker.pid, how)
         elif worker.serving:
-            level = logging.INFO if worker.process.exitcode == 0 else logging.WARNING
-            log.log(level, "worker %d died (%s)", worker.pid, how)  # e.g. max_requests: 0
+            if worker.process.exitcode == 0:  # its max_requests served
+                log.info("worker %d exited (%s)", worker.pid, how)
+            else:
+                log.warning("worker %d died (%s)", worker.pid, how)
             self.restarts.append((time.monotonic(), worker.pid))
         else:
             self.failures += 1
@@ -355,7 +359,8 @@ def _work(config: Config, sockets: Sockets, channel: Connection) -> None:
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         serving = True
-        channel.send(_SERVING)
+        with contextlib.suppress(OSError):  # the supervisor is gone: the parent watch stops us
+            channel.send(_SERVING)
         await stop.wait()
 
     try:
