@@ -484,6 +484,27 @@ def test_workers_that_keep_failing_at_start_up_stop_the_server_in_one_line(
     assert not answers(port)
 
 
+@pytest.mark.parametrize(
+    ("setting", "refusal"),
+    [
+        ("workers = 0", "workers must be at least 1, not 0"),
+        ('worker_class = "trio"', "worker_class 'trio': authapp serve runs asyncio or uvloop"),
+        (
+            "use_reloader = true",
+            "use_reloader: authapp serve does not reload; plain hypercorn does",
+        ),
+    ],
+)
+def test_serve_refuses_what_its_workers_would_not_honour(
+    setting: str, refusal: str, database_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "hypercorn.toml"
+    config.write_text(setting + "\n")
+    env = clean_env(AUTHAPP_ENV="testing", AUTHAPP_DATABASE_URL=database_url)
+    result = run_cli("serve", "--config", str(config), env=env)
+    assert (result.returncode, result.stderr) == (2, f"authapp: error: {refusal}\n")
+
+
 def test_a_port_in_use_is_one_line(database_url: str, tmp_path: Path) -> None:
     env = clean_env(
         AUTHAPP_ENV="testing", AUTHAPP_DATABASE_URL=database_url,

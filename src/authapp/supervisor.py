@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import logging
 import multiprocessing
 import os
@@ -78,6 +79,8 @@ def check(config: Config) -> None:
             f"worker_class {config.worker_class!r}: authapp serve runs "
             + " or ".join(WORKER_CLASSES)
         )
+    if config.worker_class == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ConfigError("worker_class 'uvloop': uvloop is not installed (pip install uvloop)")
     if config.use_reloader:
         raise ConfigError("use_reloader: authapp serve does not reload; plain hypercorn does")
 
