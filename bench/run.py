@@ -1,5 +1,6 @@
-"""`make bench`: authapp under Hypercorn on PostgreSQL, loaded from this separate process over
-loopback, measured side by side in one run; prints one table (see README, Performance).
+"""`make bench`: authapp as production runs it (`authapp serve`) on PostgreSQL, loaded from this
+separate process over loopback, measured side by side in one run; prints one table (see README,
+Performance), with how many connections each worker held.
 
 The load generator is a small asyncio HTTP/1.1 client on raw sockets (keep-alive, one request
 in flight per connection): cheap enough per request that it is not what the table measures.
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import re
 import secrets
 import statistics
 import subprocess
@@ -21,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,6 +51,7 @@ class Result:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
+    per_worker: list[int] = field(default_factory=list)  # open connections, midway
 
     @property
     def rate(self) -> float:
@@ -118,25 +123,34 @@ async def load(
     connections: int = 64,
     seconds: float = 8.0,
     warmup: float = 2.0,
+    count: Callable[[], list[int]] | None = None,
 ) -> Result:
     """`connections` keep-alive connections sending requests back to back (`make(i)` is
     connection i's next request); the first `warmup` seconds are not measured.
 
     The connections open one after another over the first half of the warm-up, as clients
-    arrive, not in one burst: each Hypercorn worker's asyncio server accepts up to 100
-    waiting connections per wake-up, so a burst lands mostly on one worker, whose
-    connections then wait three times as long as the other's (measured: 21 against 79 ms).
+    arrive, not in one burst. (Under plain Hypercorn, whose workers share one listening socket
+    and accept up to 100 waiting connections per wake-up, a burst landed mostly on one worker,
+    whose connections then waited three times as long as the other's: 21 against 79 ms.)
+    `count()`, midway through the measured time, says how many connections each worker holds.
     """
     result = Result(name, connections, seconds)
     measure_from = time.perf_counter() + warmup
     stop_at = measure_from + seconds
+
+    async def count_midway() -> None:
+        if count is not None:
+            await asyncio.sleep(warmup + seconds / 2)
+            result.per_worker = count()
+
     await asyncio.gather(
+        count_midway(),
         *(
             _connection(
                 port, make, expected, stop_at, measure_from, result, i, i * warmup / 2 / connections
             )
             for i in range(connections)
-        )
+        ),
     )
     return result
 
@@ -208,7 +222,8 @@ def server(
     worker_class: str | None = None,
     settings: dict[str, str] | None = None,
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """Hypercorn with the repository's hypercorn.toml, production settings, mail to a sink."""
+    """`authapp serve` with the repository's hypercorn.toml (another worker class in a copy),
+    production settings, mail to a sink."""
     sink_port = _free_port()
     sink = Controller(_Sink(), hostname=HOST, port=sink_port)
     sink.start()
@@ -224,21 +239,28 @@ def server(
         "AUTHAPP_LOG_LEVEL": "WARNING",
         **{f"AUTHAPP_{name.upper()}": value for name, value in (settings or {}).items()},
     }
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [BIN / "hypercorn", "--config", "hypercorn.toml", "--bind", f"{HOST}:{port}",
-             "--workers", str(workers), "--access-logfile", "/dev/null",
-             *(["--worker-class", worker_class] if worker_class else []),
-             "authapp:create_app()"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            _wait_until_serving(process, port, log)
-            yield port, process
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-            sink.stop()
+    with tempfile.TemporaryDirectory(prefix="authapp-bench-") as folder:
+        config = ROOT / "hypercorn.toml"
+        if worker_class:
+            text = re.sub(
+                r"(?m)^worker_class = .*$", f'worker_class = "{worker_class}"', config.read_text()
+            )
+            config = Path(folder) / "hypercorn.toml"
+            config.write_text(text)
+        log = Path(folder) / "server.log"
+        with log.open("w+b") as output:
+            process = subprocess.Popen(
+                [BIN / "authapp", "serve", "--config", config, "--bind", f"{HOST}:{port}",
+                 "--workers", str(workers)],
+                cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                _wait_until_serving(process, port, log)
+                yield port, process
+            finally:
+                process.terminate()
+                process.wait(timeout=60)
+                sink.stop()
 
 
 def _free_port() -> int:
@@ -249,14 +271,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_until_serving(process: subprocess.Popen[bytes], port: int, log: object) -> None:
+def _wait_until_serving(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """Until every worker answers /readyz (each listens on a socket of its own)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode}")
+            raise SystemExit(f"the server exited with {process.returncode}:\n{log.read_text()}")
         try:
             status, _, _ = asyncio.run(call(port, request_bytes("GET", "/readyz", {})))
-            if status == 200:
+            if status == 200 and _listening_workers(process, port) == len(worker_pids(process)):
                 return
         except OSError:
             pass
@@ -264,20 +287,63 @@ def _wait_until_serving(process: subprocess.Popen[bytes], port: int, log: object
     raise SystemExit("the server did not start in time")
 
 
-def peak_memory_mib(process: subprocess.Popen[bytes]) -> list[float]:
-    """VmHWM (peak resident memory) of each worker process of the server."""
-    peaks = []
+def worker_pids(process: subprocess.Popen[bytes]) -> list[int]:
+    """The worker processes of the server (not multiprocessing's resource tracker)."""
+    pids = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             text = status.read_text()
+            command = (status.parent / "cmdline").read_bytes()
         except OSError:
             continue
         fields = dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
-        command = (status.parent / "cmdline").read_bytes()
-        if b"resource_tracker" in command:  # multiprocessing's helper, not a worker
-            continue
-        if fields.get("PPid", "").strip() == str(process.pid) and "VmHWM" in fields:
-            peaks.append(int(fields["VmHWM"].split()[0]) / 1024)
+        if (
+            fields.get("PPid", "").strip() == str(process.pid)
+            and b"resource_tracker" not in command
+        ):
+            pids.append(int(status.parent.name))
+    return pids
+
+
+def _sockets_of(port: int, state: str) -> set[str]:
+    """The sockets on our side of `port` in a TCP state (01 established, 0A listening), as
+    /proc/<pid>/fd names them."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                found.add(f"socket:[{fields[9]}]")
+    return found
+
+
+def _holding(pid: int, sockets: set[str]) -> int:
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            count += os.readlink(fd) in sockets
+    return count
+
+
+def _listening_workers(process: subprocess.Popen[bytes], port: int) -> int:
+    listening = _sockets_of(port, "0A")
+    return sum(1 for pid in worker_pids(process) if _holding(pid, listening))
+
+
+def connections_per_worker(process: subprocess.Popen[bytes], port: int) -> list[int]:
+    """How many connections to `port` each worker holds, the most first."""
+    established = _sockets_of(port, "01")
+    return sorted((_holding(pid, established) for pid in worker_pids(process)), reverse=True)
+
+
+def peak_memory_mib(process: subprocess.Popen[bytes]) -> list[float]:
+    """VmHWM (peak resident memory) of each worker process of the server."""
+    peaks = []
+    for pid in worker_pids(process):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
     return sorted(peaks)
 
 
@@ -324,9 +390,12 @@ async def new_token(port: int, cookie: str, name: str) -> str:
     return str(json.loads(answer)["token"])
 
 
-async def scenarios(port: int, seconds: float, warmup: float) -> tuple[list[Result], Result]:
+async def scenarios(
+    port: int, seconds: float, warmup: float, count: Callable[[], list[int]]
+) -> tuple[list[Result], Result]:
     """Every connection signs in as its own session (or token), as real clients do: 8 users
-    with 8 sessions and 8 tokens each; the 8 sign-in connections each use their own user."""
+    with 8 sessions and 8 tokens each; the 8 sign-in connections each use their own user.
+    `count` says how many connections each worker holds (see load)."""
     emails = [f"bench{number}@example.com" for number in range(USERS)]
     for email in emails:
         body = {"email": email, "password": PASSWORD}
@@ -354,7 +423,7 @@ async def scenarios(port: int, seconds: float, warmup: float) -> tuple[list[Resu
     def login(i: int) -> bytes:
         return logins[i % USERS]
 
-    timing = {"seconds": seconds, "warmup": warmup}
+    timing = {"seconds": seconds, "warmup": warmup, "count": count}
     results = [
         await load("GET /healthz (ceiling)", port, lambda _: healthz, **timing),
         await load("GET /api/me, cookie", port, me_cookie.__getitem__, **timing),
@@ -373,6 +442,7 @@ async def scenarios(port: int, seconds: float, warmup: float) -> tuple[list[Resu
             me_cookie.__getitem__,
             seconds=seconds - warmup / 2,
             warmup=warmup,
+            count=count,  # the flood's 8 connections included
         ),
     )
     results.append(during)
@@ -406,18 +476,20 @@ def main() -> None:
             process,
         ),
     ):
-        results, flood = asyncio.run(scenarios(port, args.seconds, args.warmup))
+        count = partial(connections_per_worker, process, port)
+        results, flood = asyncio.run(scenarios(port, args.seconds, args.warmup, count))
         memory = peak_memory_mib(process)
 
     ceiling, me, bearer, login, _, during = results
-    print(f"\nauthapp bench: {cores} cores, {args.workers} Hypercorn workers "
+    print(f"\nauthapp bench: {cores} cores, {args.workers} workers of authapp serve "
           f"({args.worker_class or 'hypercorn.toml'}), Python {sys.version.split()[0]}, "
           f"{args.seconds:g} s per scenario\n")  # fmt: skip
-    print("| scenario | connections | requests/s | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| scenario | connections | per worker | requests/s | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for result in results:
         print(
-            f"| {result.name} | {result.connections} | {result.rate:,.0f} | "
+            f"| {result.name} | {result.connections} | "
+            f"{', '.join(map(str, result.per_worker))} | {result.rate:,.0f} | "
             f"{result.percentile(0.50):.1f} | {result.percentile(0.99):.1f} | {result.errors} |"
         )
     argon2_ceiling = cores / verify
@@ -426,6 +498,10 @@ def main() -> None:
         f"{argon2_ceiling:,.0f} sign-ins/s on {cores} cores"
     )
     print(f"- peak memory per worker: {', '.join(f'{mib:.0f} MiB' for mib in memory)}")
+    print(
+        "- per worker: the connections each worker held midway through the scenario "
+        "(in a login flood, the flood's 8 too)"
+    )
     print("\n| target | measured | met |")
     print("|---|---|---|")
     checks = [

@@ -13,7 +13,9 @@ from tests.servers import clean_env
 
 def test_make_bench_runs_every_scenario_without_an_error(server_url: str) -> None:
     env = clean_env(AUTHAPP_BENCH_DATABASE_URL=server_url)
-    command = [sys.executable, "bench/run.py", "--seconds", "1", "--warmup", "0.5"]
+    command = [
+        sys.executable, "bench/run.py", "--seconds", "1", "--warmup", "0.5", "--workers", "2",
+    ]  # fmt: skip
     run = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
     )
@@ -28,7 +30,12 @@ def test_make_bench_runs_every_scenario_without_an_error(server_url: str) -> Non
     ]:
         row = next(line for line in run.stdout.splitlines() if line.startswith(f"| {scenario} |"))
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        assert int(cells[2].replace(",", "")) > 0, row  # requests/s
-        assert cells[5] == "0", row  # errors
+        assert int(cells[3].replace(",", "")) > 0, row  # requests/s
+        assert cells[6] == "0", row  # errors
+        if scenario == "GET /healthz (ceiling)":  # 64 connections, over both workers
+            per_worker = [int(count) for count in cells[2].split(", ")]
+            assert len(per_worker) == 2, row
+            assert sum(per_worker) == 64, row
+            assert min(per_worker) > 0, row
     assert "| no errors | 0 | yes |" in run.stdout
     assert "peak memory per worker:" in run.stdout

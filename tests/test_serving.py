@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 import zipfile
@@ -307,6 +308,201 @@ def test_serve_exits_with_its_parent_when_asked(database_url: str, tmp_path: Pat
         parent.wait()
         assert within(10, lambda: not answers(port)), read_log(log)
         assert within(10, lambda: not server.is_running() or server.status() == "zombie")
+
+
+# --- the workers: replaced when they die, sharing the load ----------------------------------
+
+
+def workers_of(server: psutil.Process) -> list[psutil.Process]:
+    """The worker processes of `authapp serve` (not multiprocessing's resource tracker)."""
+    return [
+        child
+        for child in server.children()
+        if child.is_running() and "--multiprocessing-fork" in child.cmdline()
+    ]
+
+
+def connections_per_worker(server: psutil.Process, port: int) -> dict[int, int]:
+    """How many open connections to `port` each worker holds."""
+    return {
+        worker.pid: sum(
+            1
+            for connection in worker.net_connections("tcp")
+            if connection.laddr.port == port and connection.status == psutil.CONN_ESTABLISHED
+        )
+        for worker in workers_of(server)
+    }
+
+
+@contextlib.contextmanager
+def kept_alive(port: int, count: int) -> Iterator[None]:
+    """`count` connections opened at once (as a burst of clients, or a proxy's pool), each
+    answered once and then kept open."""
+    connections = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(count)]
+    try:
+        for connection in connections:
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        for connection in connections:
+            assert connection.recv(4096).startswith(b"HTTP/1.1 200 ")
+        yield
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def test_a_killed_worker_is_replaced_while_the_others_serve(
+    own_tmp: Path, start_serve: StartServe
+) -> None:
+    """What the OOM killer does, under load: the other worker goes on answering, a new worker
+    takes the dead one's place, the log says who died of what and who replaced it; SIGTERM
+    then stops everything, PostgreSQL too, with exit status 0."""
+    pgdata = own_tmp / "instance" / "pgdata"
+    with tempfile.TemporaryFile() as log:
+        process, port = start_serve(log)
+        server = psutil.Process(process.pid)
+        everything = [server, *server.children(recursive=True)]
+        victim, survivor = workers_of(server)
+        answered: list[tuple[float, bool]] = []
+        done = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+                while not done.is_set():
+                    try:
+                        answered.append((time.monotonic(), http.get("/healthz").is_success))
+                    except httpx.TransportError:  # a connection the dead worker held
+                        answered.append((time.monotonic(), False))
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.5)
+            victim.kill()
+            killed_at = time.monotonic()
+            time.sleep(1)
+            # The survivor answered at once, long before a new worker could start.
+            assert any(ok for at, ok in answered if killed_at < at < killed_at + 1)
+
+            def two_workers_serving() -> bool:
+                with kept_alive(port, 16):
+                    counts = connections_per_worker(server, port)
+                return len(counts) == 2 and all(counts.values())
+
+            assert within(20, two_workers_serving), read_log(log)
+        finally:
+            done.set()
+            for thread in threads:
+                thread.join()
+        (replacement,) = {worker.pid for worker in workers_of(server)} - {survivor.pid}
+        everything.append(psutil.Process(replacement))
+        # The embedded PostgreSQL's users are still only `authapp serve` itself.
+        assert json.loads((pgdata / USERS_FILE).read_text()) == [process.pid]
+
+        process.terminate()
+        assert process.wait(timeout=60) == 0
+        output = read_log(log)
+    assert f"worker {victim.pid} died (killed by SIGKILL)" in output, output
+    assert f"worker {replacement} started in place of worker {victim.pid}" in output, output
+    assert within(
+        10, lambda: not any(p.is_running() and p.status() != "zombie" for p in everything)
+    )
+    assert within(10, lambda: not postgres_of(pgdata)), "PostgreSQL still runs"
+    assert "Traceback" not in output
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT spreads connections on Linux")
+def test_connections_spread_over_the_workers(database_url: str, tmp_path: Path) -> None:
+    """Each worker listens on a socket of its own (SO_REUSEPORT), and the kernel spreads new
+    connections over them: with one shared socket, the worker that woke first took nearly all
+    of a burst (31 of 32)."""
+    port = free_port()
+    env = clean_env(
+        AUTHAPP_ENV="testing", AUTHAPP_DATABASE_URL=database_url, AUTHAPP_BIND=f"127.0.0.1:{port}",
+        AUTHAPP_INSTANCE_PATH=str(tmp_path),
+    )  # fmt: skip
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [BIN / "authapp", "serve", "--workers", "2"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_until_serving(process, port, log=log)
+            server = psutil.Process(process.pid)
+
+            def listening() -> list[set[str]]:
+                """Each worker's listening sockets on the port (by inode)."""
+                return [
+                    {
+                        os.readlink(f"/proc/{worker.pid}/fd/{connection.fd}")
+                        for connection in worker.net_connections("tcp")
+                        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+                    }
+                    for worker in workers_of(server)
+                ]
+
+            assert within(30, lambda: len(listening()) == 2 and all(listening())), read_log(log)
+            first, second = listening()
+            assert not first & second, "the workers share a listening socket"
+            with kept_alive(port, 32):
+                counts = sorted(connections_per_worker(server, port).values())
+            # Each gets half on average; fewer than 6 of 32 would happen once in 10,000 runs.
+            assert sum(counts) == 32
+            assert counts[0] >= 6, counts
+        finally:
+            stop(process)
+
+
+# argon2 asked for 4 TiB at each worker's start-up (the app hashes once to warm up): refused at
+# once. The limit on the address space makes sure of that where the kernel would grant it.
+LIMITED = (
+    "import os, resource, sys; resource.setrlimit(resource.RLIMIT_AS, (64 << 30, 64 << 30)); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def test_workers_that_keep_failing_at_start_up_stop_the_server_in_one_line(
+    database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = clean_env(
+        AUTHAPP_ENV="testing", AUTHAPP_DATABASE_URL=database_url, AUTHAPP_BIND=f"127.0.0.1:{port}",
+        AUTHAPP_INSTANCE_PATH=str(tmp_path), AUTHAPP_ARGON2_MEMORY_COST=str(2**32 - 1),
+    )  # fmt: skip
+    with tempfile.TemporaryFile() as log:
+        result = subprocess.run(
+            [sys.executable, "-c", LIMITED, BIN / "authapp", "serve", "--workers", "2"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=120, check=False,
+        )  # fmt: skip
+        output = read_log(log)
+    assert result.returncode == 1, output
+    assert output.splitlines()[-1] == (
+        "authapp: error: workers failed at start-up 5 times in a row; the last: "
+        "exit status 1: HashingError: Memory allocation error"
+    ), output
+    assert output.count("failed at start-up (exit status 1: HashingError") == 5, output
+    assert not answers(port)
+
+
+@pytest.mark.parametrize(
+    ("setting", "refusal"),
+    [
+        ("workers = 0", "workers must be at least 1, not 0"),
+        ('worker_class = "trio"', "worker_class 'trio': authapp serve runs asyncio or uvloop"),
+        (
+            "use_reloader = true",
+            "use_reloader: authapp serve does not reload; plain hypercorn does",
+        ),
+    ],
+)
+def test_serve_refuses_what_its_workers_would_not_honour(
+    setting: str, refusal: str, database_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "hypercorn.toml"
+    config.write_text(setting + "\n")
+    env = clean_env(AUTHAPP_ENV="testing", AUTHAPP_DATABASE_URL=database_url)
+    result = run_cli("serve", "--config", str(config), env=env)
+    assert (result.returncode, result.stderr) == (2, f"authapp: error: {refusal}\n")
 
 
 def test_a_port_in_use_is_one_line(database_url: str, tmp_path: Path) -> None:

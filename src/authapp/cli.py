@@ -22,13 +22,13 @@ from typing import Any, NoReturn, TypeVar
 import click
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.logging import Logger as HypercornLogger
-from hypercorn.run import run as run_hypercorn
 
 from . import create_app, resolve_settings
 from .accounts import admin
 from .accounts.emails import normalize_email
 from .config import ConfigError, Settings, development_instance, load_settings, parse_bind
 from .errors import APIError
+from .infra import supervisor
 from .infra import workers as workers_module
 from .infra.logs import configure_logging
 from .infra.mail import OUTBOX_FOLDER, parse_smtp_url
@@ -103,7 +103,7 @@ class _ServeLogger(HypercornLogger):
 def serve(
     config_path: str, bind: tuple[str, ...], workers: int | None, exit_with_parent: bool
 ) -> None:
-    """Serve the app with Hypercorn."""
+    """Serve the app with Hypercorn's workers; one that dies is replaced (see supervisor.py)."""
     if exit_with_parent:
         workers_module.exit_with_parent()
     settings = load_settings()
@@ -112,6 +112,7 @@ def serve(
     hypercorn_config.bind = list(bind) or [settings.bind]
     if workers is not None:
         hypercorn_config.workers = workers
+    supervisor.check(hypercorn_config)
     for address in hypercorn_config.bind:  # before the database starts: the usual mistake
         if problem := bind_problem(address):
             fail(problem)
@@ -126,13 +127,14 @@ def serve(
     hypercorn_config.logger_class = _ServeLogger
     announce(settings, hypercorn_config, embedded=embedded)
     try:
-        code = run_hypercorn(hypercorn_config)
+        supervisor.supervise(hypercorn_config)
+    except supervisor.StartupFailure as error:
+        fail(str(error), 1)
     except OSError as error:  # taken between the check above and now
         if error.errno != errno.EADDRINUSE:
             raise
         taken = ", ".join(hypercorn_config.bind)
         fail(f"{taken} is in use: set AUTHAPP_BIND or stop the other server")
-    sys.exit(code)
 
 
 def _hypercorn_config(path: Path) -> HypercornConfig:

@@ -1,9 +1,10 @@
-"""Processes that end with their parent: Hypercorn's workers, and `authapp serve` under make.
+"""Processes that end with their parent: the workers, and `authapp serve` under make.
 
-Hypercorn's workers are multiprocessing children that their parent stops when it stops; a parent
-killed outright (SIGKILL, a crash, the OOM killer) stops nothing, and its workers would go on
-answering on the port with nobody to stop them. So each worker watches its parent, and ends
-when the parent is gone (the worker is then adopted by another process: its parent id changes).
+The workers (of `authapp serve`, or of plain Hypercorn) are multiprocessing children that their
+parent stops when it stops; a parent killed outright (SIGKILL, a crash, the OOM killer) stops
+nothing, and its workers would go on answering on the port with nobody to stop them. So each
+worker watches its parent, and ends when the parent is gone (the worker is then adopted by another
+process: its parent id changes).
 `make run` asks the same of `authapp serve` (--exit-with-parent), so killing make stops it.
 """
 
@@ -21,7 +22,8 @@ _watching = False
 
 def exit_with_parent(parent: int | None = None) -> None:
     """SIGTERM this process once its parent (`parent`, by default the current one) has ended:
-    Hypercorn's worker of several has no handler for it and ends at once; `authapp serve` stops
+    a worker of `authapp serve` stops listening at once and finishes its requests (a plain
+    Hypercorn worker of several has no handler for it and ends at once); `authapp serve` stops
     gracefully, as on a plain kill."""
     global _watching
     if _watching:
@@ -38,7 +40,7 @@ def exit_with_parent(parent: int | None = None) -> None:
 
 
 def exit_worker_with_parent() -> None:
-    """In a multiprocessing child (a Hypercorn worker), exit_with_parent; elsewhere nothing."""
+    """In a multiprocessing child (a worker), exit_with_parent; elsewhere nothing."""
     parent = multiprocessing.parent_process()
     if parent is not None and parent.pid is not None:
         exit_with_parent(parent.pid)  # if it has already ended, the first look sees it
