@@ -11,9 +11,8 @@ from typing import Any
 from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, Response, request
 
-from .accounts.audit import init_audit
 from .config import ConfigError, Settings, load_settings, with_development_secret
-from .extensions import init_extensions
+from .extensions import init_audit, init_extensions
 from .infra.context import RequestContextMiddleware
 from .infra.embedded import start_embedded_postgres
 from .infra.logs import configure_logging

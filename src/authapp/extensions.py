@@ -16,6 +16,7 @@ from quart import Quart
 from quart_schema import DataSource, QuartSchema
 from quart_schema.openapi import OpenAPIProvider
 
+from .accounts import audit
 from .accounts.sessions import SessionLookups
 from .accounts.tokens import SCOPES, TokenLookups
 from .config import Settings
@@ -175,3 +176,17 @@ def freeze_startup_objects() -> None:
 
 
 # --- signing the current client in and out (shared by the JSON API and the pages) ---------
+
+
+def init_audit(app: Quart, db: Database, settings: Settings) -> None:
+    """Sweep old security events (accounts/audit.py) while the app serves."""
+    sweeping: list[asyncio.Task[None]] = []
+
+    @app.before_serving
+    async def start_sweeping() -> None:
+        sweeping.append(asyncio.create_task(audit.sweep_forever(db, settings)))
+
+    @app.after_serving
+    async def stop_sweeping() -> None:
+        while sweeping:
+            sweeping.pop().cancel()

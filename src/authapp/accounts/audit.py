@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 from uuid import UUID
 
-from quart import Quart
 from quart_db import Connection
 
 from ..config import Settings
@@ -135,17 +134,3 @@ async def sweep_forever(db: Database, settings: Settings) -> None:
             continue
         except Exception:  # nor must anything else end the sweeping for good
             log.warning("pruning security events failed; trying again later", exc_info=True)
-
-
-def init_audit(app: Quart, db: Database, settings: Settings) -> None:
-    """Sweep old events while the app serves."""
-    sweeping: list[asyncio.Task[None]] = []
-
-    @app.before_serving
-    async def start_sweeping() -> None:
-        sweeping.append(asyncio.create_task(sweep_forever(db, settings)))
-
-    @app.after_serving
-    async def stop_sweeping() -> None:
-        while sweeping:
-            sweeping.pop().cancel()

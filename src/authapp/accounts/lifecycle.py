@@ -297,7 +297,7 @@ async def change_password(
         "new_password", new_password, settings, account.email, account.display_name
     )
     user = await signin.check_current_password(
-        db, hashing, account, current_password, device=device
+        db, hashing, settings, account, current_password, device=device
     )
     new_hash = await hashing.hash(new_password)
     async with db.transaction() as connection:
@@ -336,7 +336,7 @@ async def request_email_change(
     if email_key(new_email) == account.email_key:
         raise validation_error("new_email", "This is already your address.", "same")
     await signin.check_current_password(
-        db, hashing, account, password, field="password", device=device
+        db, hashing, settings, account, password, field="password", device=device
     )
     async with db.connection() as connection:
         # Recorded whether or not a link goes out: the owner sees what was asked.
@@ -394,6 +394,7 @@ async def confirm_email_change(db: Database, token: str) -> str:
 async def delete_account(
     db: Database,
     hashing: PasswordHashing,
+    settings: Settings,
     account: Account,
     *,
     password: str,
@@ -401,7 +402,7 @@ async def delete_account(
 ) -> None:
     """Delete the user and everything of theirs (sessions, tokens) in one transaction."""
     user = await signin.check_current_password(
-        db, hashing, account, password, field="password", device=device
+        db, hashing, settings, account, password, field="password", device=device
     )
     async with db.transaction() as connection:
         await delete_user(connection, user.id)

@@ -10,13 +10,13 @@ from collections import deque
 from datetime import datetime
 from uuid import UUID
 
-from quart import current_app
-
+from ..config import Settings
 from ..errors import APIError, ErrorDetail, wait_text
 from ..infra import clock
 from ..infra.database import Database
 from ..infra.hashing import PasswordHashing
 from ..infra.mail import Mail, mailer
+from ..infra.tasks import after_answer
 from ..models.sessions import SessionAccount, update_session_authenticated
 from ..models.users import (
     Account,
@@ -29,7 +29,6 @@ from ..models.users import (
     update_user_attempts_cleared,
     update_user_password_hash,
 )
-from ..state import state
 from . import attempts, audit
 from .emails import email_key
 from .passwords import normalize_password
@@ -49,6 +48,7 @@ def invalid_credentials() -> APIError:
 async def authenticate(
     db: Database,
     hashing: PasswordHashing,
+    settings: Settings,
     *,
     email: str,
     password: str,
@@ -71,7 +71,7 @@ async def authenticate(
     if key is not None:
         async with db.connection() as connection:
             found = await update_user_attempt_counted_by_email_key(
-                connection, key, now=clock.utcnow(), lockout=_lockout(), device=device
+                connection, key, now=clock.utcnow(), lockout=_lockout(settings), device=device
             )
     if found is None:
         await _verify(hashing, None, password)
@@ -79,10 +79,10 @@ async def authenticate(
     user, attempt = found.user, found.attempt
     if attempt is None and not found.trusted:
         await _wait_as_long_as_a_verification(hashing, password)
-        current_app.add_background_task(_record_failure, db, found, "login_failed")
+        after_answer(_record_failure, db, settings, found, "login_failed")
         raise invalid_credentials()
     if not await _verify(hashing, user.password_hash, password):
-        current_app.add_background_task(_record_failure, db, found, "login_failed")
+        after_answer(_record_failure, db, settings, found, "login_failed")
         raise invalid_credentials()
     await _forgive_failures(db, user.id, trusted=found.trusted)
     if not user.is_active:
@@ -109,6 +109,7 @@ async def _forgive_failures(db: Database, user_id: UUID, *, trusted: bool) -> No
 async def check_current_password(
     db: Database,
     hashing: PasswordHashing,
+    settings: Settings,
     account: Account,
     password: str,
     field: str = "current_password",
@@ -124,16 +125,20 @@ async def check_current_password(
     attempts.checking()
     async with db.connection() as connection:
         found = await update_user_attempt_counted_by_id(
-            connection, account.user_id, now=clock.utcnow(), lockout=_lockout(), device=device
+            connection,
+            account.user_id,
+            now=clock.utcnow(),
+            lockout=_lockout(settings),
+            device=device,
         )
     if found is None:
         raise _wrong_password(field)
     user, attempt = found.user, found.attempt
     if attempt is None and not found.trusted:
-        await _record_failure(db, found, "password_check_failed")
-        raise account_locked(user.locked_until)
+        await _record_failure(db, settings, found, "password_check_failed")
+        raise account_locked(user.locked_until, settings)
     if not await _verify(hashing, user.password_hash, normalize_password(password)):
-        await _record_failure(db, found, "password_check_failed")
+        await _record_failure(db, settings, found, "password_check_failed")
         raise _wrong_password(field)
     await _forgive_failures(db, user.id, trusted=found.trusted)
     attempts.proved()
@@ -150,8 +155,7 @@ def _wrong_password(field: str) -> APIError:
 # count), so a burst of concurrent guesses cannot slip past a lock while the first ones hash.
 
 
-def _lockout() -> Lockout:
-    settings = state().settings
+def _lockout(settings: Settings) -> Lockout:
     return Lockout(settings.lockout_threshold, settings.lockout_delay, settings.lockout_max_delay)
 
 
@@ -174,7 +178,9 @@ async def _wait_as_long_as_a_verification(hashing: PasswordHashing, password: st
     await asyncio.sleep(random.choice(_VERIFY_SECONDS))  # noqa: S311 (a delay, not a secret)
 
 
-async def _record_failure(db: Database, found: CountedAttempt, kind: audit.EventKind) -> None:
+async def _record_failure(
+    db: Database, settings: Settings, found: CountedAttempt, kind: audit.EventKind
+) -> None:
     """Record a wrong password (or one refused unchecked as the account was locked); when it
     locked the account, record that too, and at the start of a lockout (the first lock since
     the last success) tell the owner by mail."""
@@ -191,7 +197,6 @@ async def _record_failure(db: Database, found: CountedAttempt, kind: audit.Event
                 connection, user.id, "account_locked", failures=attempt.failed_logins,
                 until=locked_until.isoformat(),
             )  # fmt: skip
-    settings = state().settings
     if (
         attempt is None
         or locked_until is None
@@ -214,8 +219,8 @@ def _seconds_until(moment: datetime) -> int:
     return max(int((moment - clock.utcnow()).total_seconds() + 0.999), 1)
 
 
-def account_locked(locked_until: datetime | None) -> APIError:
-    seconds = _seconds_until(locked_until) if locked_until else state().settings.lockout_delay
+def account_locked(locked_until: datetime | None, settings: Settings) -> APIError:
+    seconds = _seconds_until(locked_until) if locked_until else settings.lockout_delay
     return APIError(
         429, "ACCOUNT_LOCKED",
         f"Too many wrong passwords: the account is locked. Try again in {wait_text(seconds)}.",
@@ -226,13 +231,16 @@ def account_locked(locked_until: datetime | None) -> APIError:
 async def reauthenticate(
     db: Database,
     hashing: PasswordHashing,
+    settings: Settings,
     account: SessionAccount,
     password: str,
     *,
     device: TrustedDevice | None = None,
 ) -> None:
     """Prove the password again on this session, which makes it fresh."""
-    await check_current_password(db, hashing, account, password, field="password", device=device)
+    await check_current_password(
+        db, hashing, settings, account, password, field="password", device=device
+    )
     async with db.transaction() as connection:
         await update_session_authenticated(connection, account.session_id, clock.utcnow())
         await audit.record(connection, account.user_id, "reauthenticated")

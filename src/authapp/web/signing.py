@@ -40,7 +40,7 @@ async def sign_in(email: str, password: str, *, remember: bool) -> User:
     key = email_key(email)
     device = None if key is None else devices.for_account(email_key_digest(key))
     user = await authenticate(
-        app_state.db, app_state.hashing, email=email, password=password,
+        app_state.db, app_state.hashing, app_state.settings, email=email, password=password,
         device=None if device is None else device.trusted,
     )  # fmt: skip
     if app_state.settings.require_verified_email and user.email_verified_at is None:

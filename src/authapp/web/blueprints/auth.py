@@ -331,7 +331,7 @@ async def reauth(data: ReauthForm) -> ResponseReturnValue:
     account = await signed_in_session()
     try:
         await signin.reauthenticate(
-            app_state.db, app_state.hashing, account, data.password,
+            app_state.db, app_state.hashing, app_state.settings, account, data.password,
             device=devices.trusted(account.user_id),
         )  # fmt: skip
     except APIError as error:

@@ -245,7 +245,8 @@ async def delete_account(data: DeleteAccountForm) -> ResponseReturnValue:
     account = await signed_in_session()
     try:
         await lifecycle.delete_account(
-            app_state.db, app_state.hashing, account, password=data.delete_password,
+            app_state.db, app_state.hashing, app_state.settings, account,
+            password=data.delete_password,
             device=devices.trusted(account.user_id),
         )  # fmt: skip
     except APIError as error:

@@ -231,7 +231,7 @@ async def reauth(data: ReauthIn) -> tuple[str, int]:
     app_state = state()
     account = await signed_in_session()
     await signin.reauthenticate(
-        app_state.db, app_state.hashing, account, data.password,
+        app_state.db, app_state.hashing, app_state.settings, account, data.password,
         device=devices.trusted(account.user_id),
     )  # fmt: skip
     return "", 204

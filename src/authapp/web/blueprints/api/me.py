@@ -165,7 +165,7 @@ async def delete_me(data: DeleteAccountIn) -> tuple[str, int]:
     app_state = state()
     account = await signed_in_session()
     await lifecycle.delete_account(
-        app_state.db, app_state.hashing, account, password=data.password,
+        app_state.db, app_state.hashing, app_state.settings, account, password=data.password,
         device=devices.trusted(account.user_id),
     )  # fmt: skip
     logout_user()
