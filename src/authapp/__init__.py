@@ -1,4 +1,12 @@
-"""authapp: create_app() builds the app: config, extensions, blueprints, error handlers."""
+"""authapp: create_app() builds the app (settings, extensions, blueprints, error handlers), and
+the public API a product built on authapp imports from here:
+
+    from authapp import APIError, auth_required, create_app, current_account, database
+    from authapp import NoContent, check_api_origin, check_csrf, documents_errors
+    from authapp import register_scope, signals, signed_in_account, validation_error
+
+Everything else is authapp's own and may move.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +19,44 @@ from typing import Any
 from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, Response, request
 
+from . import signals
+from .accounts.tokens import register_scope
 from .config import ConfigError, Settings, load_settings, with_development_secret
+from .errors import APIError, ErrorDetail, validation_error
 from .extensions import init_audit, init_extensions
 from .infra.context import RequestContextMiddleware
+from .infra.database import Database
 from .infra.embedded import start_embedded_postgres
 from .infra.logs import configure_logging
 from .infra.mail import init_mail
 from .infra.workers import exit_worker_with_parent
 from .state import state
 from .web.blueprints import api, auth, dev, docs, health, protected
-from .web.errors import register_error_handlers
+from .web.csrf import check_api_origin, check_csrf
+from .web.errors import documents_errors, register_error_handlers
+from .web.guards import auth_required, current_account, signed_in_account
 from .web.keepalive import KeepAliveMiddleware
+from .web.schemas import NoContent
 from .web.templating import init_templating
 from .web.wrappers import AuthappRequest, refuse_oversized_headers
 
-__all__ = ["ConfigError", "create_app"]
+__all__ = [
+    "APIError",
+    "ConfigError",
+    "ErrorDetail",
+    "NoContent",
+    "auth_required",
+    "check_api_origin",
+    "check_csrf",
+    "create_app",
+    "current_account",
+    "database",
+    "documents_errors",
+    "register_scope",
+    "signals",
+    "signed_in_account",
+    "validation_error",
+]
 
 # No inline script or style anywhere, so the policy can stay this strict.
 CONTENT_SECURITY_POLICY = (
@@ -120,3 +151,10 @@ async def add_security_headers(response: Response) -> Response:
     if "Cache-Control" not in headers and request.endpoint not in {"static", "docs.docs_asset"}:
         headers["Cache-Control"] = "no-store"
     return response
+
+
+def database() -> Database:
+    """The serving app's database, for a product's own SQL: `async with database().connection()
+    as connection:` (or `.transaction()`) takes a pool connection for one unit of work; an
+    outage is a 503 by itself."""
+    return state().db

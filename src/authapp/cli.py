@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib
 import logging
 import os
 import socket
@@ -17,13 +18,14 @@ import sys
 import tomllib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import click
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.logging import Logger as HypercornLogger
+from quart import Quart
 
-from . import create_app, resolve_settings
+from . import resolve_settings
 from .accounts import admin
 from .accounts.emails import normalize_email
 from .config import ConfigError, Settings, development_instance, load_settings, parse_bind
@@ -35,7 +37,20 @@ from .infra.mail import OUTBOX_FOLDER, parse_smtp_url
 from .models.users import User
 from .state import AppState
 
-APPLICATION_PATH = "authapp:create_app()"
+DEFAULT_FACTORY = "authapp:create_app"
+_factory = DEFAULT_FACTORY  # --app, for the commands below
+
+
+def make_app() -> Quart:
+    """An app from the factory --app names (module:function, called with no arguments)."""
+    module_name, _, function = _factory.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), function or "create_app")
+    except (ImportError, AttributeError) as error:
+        fail(f"--app {_factory}: {error}")
+    return cast(Quart, factory())
+
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -55,13 +70,23 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
+@click.option(
+    "--app",
+    "factory",
+    envvar="AUTHAPP_APP",
+    default=DEFAULT_FACTORY,
+    show_default=True,
+    help="The app factory, module:function (a product built on authapp names its own).",
+)
 @click.pass_context
-def main(ctx: click.Context) -> None:
+def main(ctx: click.Context, factory: str) -> None:
     """authapp: sign-up, sign-in and revocable sessions on Quart.
 
     Without AUTHAPP_ENV and AUTHAPP_DATABASE_URL, where `make run` left its embedded
     PostgreSQL (instance/pgdata), commands run in development on it, as `make run` does.
     """
+    global _factory
+    _factory = factory
     pgdata = development_instance(os.environ)
     if pgdata is not None:
         os.environ["AUTHAPP_ENV"] = "development"  # exported: `serve`'s workers agree
@@ -123,7 +148,7 @@ def serve(
     settings = resolve_settings()
     os.environ["AUTHAPP_DATABASE_URL"] = settings.database_url or ""
     os.environ["AUTHAPP_SECRET_KEY"] = settings.secret_key or ""
-    hypercorn_config.application_path = APPLICATION_PATH
+    hypercorn_config.application_path = f"{_factory}()"
     hypercorn_config.logger_class = _ServeLogger
     announce(settings, hypercorn_config, embedded=embedded)
     try:
@@ -207,8 +232,9 @@ def db() -> None:
 
 @db.command("migrate")
 def db_migrate() -> None:
-    """Apply the pending migrations (quart-db's own db-migrate is broken in 0.12)."""
-    app = create_app()
+    """Apply the pending migrations, authapp's and then the app's own (quart-db's own
+    db-migrate is broken in 0.12)."""
+    app = make_app()
     app_state: AppState = app.extensions["authapp"]
     version = asyncio.run(app_state.db.migrate_now())
     click.echo(f"database at migration {version}")
@@ -225,7 +251,7 @@ def users() -> None:
 def in_app(work: Callable[[AppState], Awaitable[T]]) -> T:
     """Run `work` in a started app, as a request would; what it leaves to be done after the
     response (mail) is done before this returns. An account rule's refusal is one line."""
-    app = create_app()
+    app = make_app()
     app_state: AppState = app.extensions["authapp"]
 
     async def run() -> T:

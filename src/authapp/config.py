@@ -112,6 +112,7 @@ class Settings:
     lockout_delay: int = 60
     lockout_max_delay: int = 3600
     security_event_retention_days: int = 90
+    extra_migrations: str | None = None
 
     @property
     def secure_cookies(self) -> bool:
@@ -278,6 +279,14 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("AUTHAPP_LOG_FORMAT must be text or json")
     if settings.lockout_max_delay < settings.lockout_delay:
         raise ConfigError("AUTHAPP_LOCKOUT_MAX_DELAY cannot be less than AUTHAPP_LOCKOUT_DELAY")
+    if (
+        settings.extra_migrations is not None
+        and not (Path(settings.extra_migrations) / "0.py").is_file()
+    ):
+        raise ConfigError(
+            "AUTHAPP_EXTRA_MIGRATIONS must name a folder of migrations starting with 0.py "
+            f"(got {settings.extra_migrations!r})"
+        )
     if settings.trusted_proxy_hops < 0 or settings.hash_workers < 0:
         raise ConfigError("AUTHAPP_TRUSTED_PROXY_HOPS and AUTHAPP_HASH_WORKERS cannot be negative")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from quart import Quart
@@ -18,7 +19,7 @@ from quart_schema.openapi import OpenAPIProvider
 
 from .accounts import audit
 from .accounts.sessions import SessionLookups
-from .accounts.tokens import SCOPES, TokenLookups
+from .accounts.tokens import TokenLookups, scopes
 from .config import Settings
 from .infra.clients import device_name
 from .infra.database import AuthappDB, Database, migrations_path, skip_reset
@@ -55,6 +56,9 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
         app,
         url=settings.database_url,
         migrations_folder=str(migrations_path()),  # absolute: quart-db joins it to root_path
+        extra_migrations=None
+        if settings.extra_migrations is None
+        else Path(settings.extra_migrations).resolve(),
         auto_request_connection=False,  # requests take a connection only while running SQL
         backend_options={
             "min_size": settings.db_pool_min_size,
@@ -85,7 +89,7 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
             'Errors are `{"code", "message", "details"?}` with a stable `code`. '
             "Routes take the session cookie that signing in sets; those that list a "
             "`bearerToken` scope also take `Authorization: Bearer <token>` with a token "
-            "(`POST /api/tokens`) that has it. Scopes: " + ", ".join(SCOPES) + ".",
+            "(`POST /api/tokens`) that has it. Scopes: " + ", ".join(scopes()) + ".",
         },
         tags=[
             {"name": "auth", "description": "Register, sign in and sign out."},

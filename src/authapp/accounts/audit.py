@@ -1,10 +1,14 @@
-"""Security events: what happened to an account, when, from which address and device.
+"""Security events: what happened to an account, when, from which address and device; and the
+one place account events become signals (authapp.signals).
 
 Services record an event on the connection of the change it reports, inside its transaction
-where there is one, so an event exists exactly when its change does. The address and the
-User-Agent come from the request being served (context.py). Events older than
-AUTHAPP_SECURITY_EVENT_RETENTION_DAYS are swept away by every worker every 30 to 60 minutes,
-in batches, through an index on their time; they die with their user (ON DELETE CASCADE).
+where there is one, so an event exists exactly when its change does; its signal is sent once
+that unit of work has committed (infra/database.py's after_commit). A few events the security
+log does not keep (a registration, a verified address, a deleted account) are only announced,
+from here too. The address and the User-Agent come from the request being served (context.py).
+Events older than AUTHAPP_SECURITY_EVENT_RETENTION_DAYS are swept away by every worker every
+30 to 60 minutes, in batches, through an index on their time; they die with their user (ON
+DELETE CASCADE).
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 from uuid import UUID
 
+from blinker import NamedSignal
 from quart_db import Connection
 
+from .. import signals
 from ..config import Settings
 from ..errors import validation_error
 from ..infra import clock
 from ..infra.clients import clean_ip, device_name
 from ..infra.context import current_request
-from ..infra.database import Database
+from ..infra.database import Database, after_commit
 from ..infra.outages import DatabaseUnavailable
 from ..models.security_events import (
     delete_security_events_before,
@@ -57,18 +63,75 @@ SWEEP_EVERY = 3600  # seconds at most between sweeps; at random from half that, 
 SWEEP_BATCH = 10_000
 
 
+# The signal of each kind of security event (two kinds may share one: `event.kind` tells).
+SIGNALS: dict[EventKind, NamedSignal] = {
+    "login_succeeded": signals.signed_in,
+    "login_failed": signals.sign_in_failed,
+    "logout": signals.signed_out,
+    "account_locked": signals.locked_out,
+    "password_check_failed": signals.sign_in_failed,
+    "reauthenticated": signals.reauthenticated,
+    "password_changed": signals.password_changed,
+    "password_reset": signals.password_reset,
+    "email_change_requested": signals.email_change_requested,
+    "email_change_confirmed": signals.email_changed,
+    "session_revoked": signals.session_revoked,
+    "sessions_revoked": signals.session_revoked,
+    "token_created": signals.token_created,
+    "token_revoked": signals.token_revoked,
+    "account_deactivated": signals.account_deactivated,
+    "account_activated": signals.account_activated,
+}
+
+
 async def record(connection: Connection, user_id: UUID, kind: EventKind, **details: Any) -> None:
-    """Add an event of the user, from the current request's client (if any)."""
+    """Add an event of the user, from the current request's client (if any); its signal goes
+    out once the unit of work commits."""
     request = current_request()
+    now = clock.utcnow()
+    ip = clean_ip(request.remote_addr) if request else None
     await insert_security_event(
         connection,
         user_id=user_id,
         kind=kind,
-        now=clock.utcnow(),
-        ip=clean_ip(request.remote_addr) if request else None,
+        now=now,
+        ip=ip,
         user_agent=request.user_agent if request else None,
         details=details,
     )
+    recorded(user_id, kind, now=now, **details)
+
+
+def recorded(
+    user_id: UUID, kind: EventKind, *, now: datetime | None = None, **details: Any
+) -> None:
+    """Send the signal of an event that a statement of its own change wrote (a sign-in writes
+    its event with its session), once the unit of work commits."""
+    _signal_after_commit(SIGNALS[kind], user_id, kind, now, details)
+
+
+def announce(user_id: UUID, signal: NamedSignal, **details: Any) -> None:
+    """Send `signal` for a change the security log does not keep, once it commits."""
+    _signal_after_commit(signal, user_id, None, None, details)
+
+
+def _signal_after_commit(
+    signal: NamedSignal,
+    user_id: UUID,
+    kind: str | None,
+    now: datetime | None,
+    details: dict[str, Any],
+) -> None:
+    if not signal.receivers:  # nobody listens: no work after every commit
+        return
+    request = current_request()
+    event = signals.AccountEvent(
+        name=str(signal.name), kind=kind, user_id=user_id, at=now or clock.utcnow(),
+        details=details, ip=clean_ip(request.remote_addr) if request else None,
+        user_agent=request.user_agent if request else None,
+        request_id=request.request_id if request else None,
+    )  # fmt: skip
+    after_commit(lambda: signals.send(signal, event))
 
 
 @dataclass(frozen=True)

@@ -10,23 +10,16 @@ undoes the change it reports.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import Any
-from uuid import UUID
 
 from quart_db import Connection
 
+from .. import signals
 from ..config import Settings
 from ..errors import APIError, validation_error
 from ..infra import clock
 from ..infra.database import Database
 from ..infra.hashing import PasswordHashing
-from ..infra.mail import Mail, mailer
 from ..models.email_tokens import (
-    EmailToken,
-    Purpose,
-    insert_email_token,
-    select_email_token,
     update_email_tokens_used,
 )
 from ..models.sessions import SessionAccount
@@ -35,7 +28,6 @@ from ..models.users import (
     TrustedDevice,
     User,
     delete_user,
-    select_user_by_email_key,
     select_user_by_id,
     update_user_attempts_cleared,
     update_user_email,
@@ -45,103 +37,23 @@ from ..models.users import (
 from . import audit, registration, signin
 from .credentials import Revoked, credentials_changed
 from .emails import email_key
-from .sessions import new_token, token_id
+from .links import (
+    check_link,
+    mail_link,
+    send_mail,
+    spend_link,
+    token_invalid,
+    user_by_email,
+)
 
 log = logging.getLogger("authapp.lifecycle")  # see authapp.infra.logs
-
-# purpose: (the setting of its lifetime, the page its link opens, the mail's subject, template)
-_LINKS: dict[Purpose, tuple[str, str, str, str]] = {
-    "verify_email": ("verify_email_lifetime", "/auth/verify-email",
-                     "Verify your email address", "mail/verify_email"),
-    "reset_password": ("reset_password_lifetime", "/auth/reset-password",
-                       "Reset your password", "mail/reset_password"),
-    "change_email": ("change_email_lifetime", "/auth/confirm-email",
-                     "Confirm your new email address", "mail/change_email"),
-}  # fmt: skip
-
-
-def token_invalid() -> APIError:
-    return APIError(400, "TOKEN_INVALID", "This link is not valid. It may have been used already.")
-
-
-def token_expired() -> APIError:
-    return APIError(400, "TOKEN_EXPIRED", "This link has expired. Ask for a new one.")
-
-
-def hours(seconds: int) -> str:
-    count = max(round(seconds / 3600), 1)
-    return f"{count} hour{'s' if count != 1 else ''}"
-
-
-async def _send(to: str, subject: str, template: str, **context: Any) -> None:
-    await mailer().send_later(Mail(to=to, subject=subject, template=template, context=context))
-
-
-async def _issue(
-    connection: Connection, settings: Settings, user_id: UUID, purpose: Purpose, email: str
-) -> str:
-    """A new token; the older ones of the same purpose die, so only the newest link works."""
-    token = new_token()
-    hashed = token_id(token)
-    assert hashed is not None  # new_token() makes tokens of exactly that shape
-    now = clock.utcnow()
-    lifetime = timedelta(seconds=getattr(settings, _LINKS[purpose][0]))
-    await update_email_tokens_used(connection, user_id, (purpose,), now)
-    await insert_email_token(
-        connection, token_id=hashed, user_id=user_id, purpose=purpose, email=email, now=now,
-        expires_at=now + lifetime,
-    )  # fmt: skip
-    return token
-
-
-async def _mail_link(
-    db: Database,
-    settings: Settings,
-    user_id: UUID,
-    purpose: Purpose,
-    *,
-    email: str,
-    name: str,
-    base_url: str,
-) -> None:
-    """Issue a token of `purpose` for `email` and mail its link there."""
-    async with db.transaction() as connection:
-        token = await _issue(connection, settings, user_id, purpose, email)
-    lifetime, path, subject, template = _LINKS[purpose]
-    await _send(
-        email, subject, template, name=name, link=f"{base_url}{path}/{token}",
-        valid_for=hours(getattr(settings, lifetime)),
-    )  # fmt: skip
-
-
-async def _check(connection: Connection, token: str, purpose: Purpose) -> EmailToken:
-    """The live token of this purpose, or TOKEN_INVALID / TOKEN_EXPIRED."""
-    hashed = token_id(token)
-    found = None if hashed is None else await select_email_token(connection, hashed, purpose)
-    if found is None or found.used_at is not None:
-        raise token_invalid()
-    if found.expires_at <= clock.utcnow():
-        raise token_expired()
-    return found
-
-
-async def _user_by_email(connection: Connection, email: str) -> User | None:
-    key = email_key(email)
-    return None if key is None else await select_user_by_email_key(connection, key)
-
-
-async def _spend(connection: Connection, token: str, purpose: Purpose) -> EmailToken:
-    """Check the token and spend it (with every other of its purpose for that user)."""
-    found = await _check(connection, token, purpose)
-    await update_email_tokens_used(connection, found.user_id, (purpose,), clock.utcnow())
-    return found
 
 
 # --- verification ------------------------------------------------------------------------
 
 
 async def send_verification(db: Database, settings: Settings, user: User, base_url: str) -> None:
-    await _mail_link(
+    await mail_link(
         db, settings, user.id, "verify_email",
         email=user.email, name=user.display_name, base_url=base_url,
     )  # fmt: skip
@@ -170,7 +82,7 @@ async def sign_up(
     except APIError as error:
         if error.code != "EMAIL_TAKEN" or not settings.require_verified_email:
             raise
-        await _send(
+        await send_mail(
             email, "Someone tried to sign up with your address", "mail/already_registered",
             login_link=f"{base_url}/auth/login", reset_link=f"{base_url}/auth/forgot-password",
         )  # fmt: skip
@@ -181,11 +93,12 @@ async def sign_up(
 
 async def verify_email(db: Database, token: str) -> None:
     async with db.transaction() as connection:
-        found = await _spend(connection, token, "verify_email")
+        found = await spend_link(connection, token, "verify_email")
         # A link for an address the user has since left verifies nothing.
         now = clock.utcnow()
         if not await update_user_email_verified(connection, found.user_id, found.email, now):
             raise token_invalid()
+        audit.announce(found.user_id, signals.email_verified, email=found.email)
     log.info("user %s verified their email", found.user_id)
 
 
@@ -195,7 +108,7 @@ async def resend_verification(db: Database, settings: Settings, email: str, base
     Callers run this after answering, so the answer is the same (and as quick) either way.
     """
     async with db.connection() as connection:
-        user = await _user_by_email(connection, email)
+        user = await user_by_email(connection, email)
     if user is not None and user.is_active and user.email_verified_at is None:
         await send_verification(db, settings, user, base_url)
 
@@ -211,10 +124,10 @@ async def request_password_reset(
     Callers run this after answering, so the answer is the same (and as quick) either way.
     """
     async with db.connection() as connection:
-        user = await _user_by_email(connection, email)
+        user = await user_by_email(connection, email)
     if user is None or not user.is_active:
         return
-    await _mail_link(
+    await mail_link(
         db, settings, user.id, "reset_password",
         email=user.email, name=user.display_name, base_url=base_url,
     )  # fmt: skip
@@ -223,7 +136,7 @@ async def request_password_reset(
 async def _reset_target(connection: Connection, token: str) -> User:
     """The user a live reset link resets: it must have been mailed to their address as it is
     now, so a link sent to an address the account has left opens nothing."""
-    found = await _check(connection, token, "reset_password")
+    found = await check_link(connection, token, "reset_password")
     user = await select_user_by_id(connection, found.user_id)
     if user is None or not user.is_active or email_key(found.email) != user.email_key:
         raise token_invalid()
@@ -251,7 +164,7 @@ async def reset_password(
         # Again, now locked: one use only, and the address may have changed meanwhile.
         if (await _reset_target(connection, token)).id != user.id:
             raise token_invalid()
-        await _spend(connection, token, "reset_password")
+        await spend_link(connection, token, "reset_password")
         now = clock.utcnow()
         await update_user_password_hash(connection, user.id, new_hash, now)
         await update_user_attempts_cleared(connection, user.id)  # the mailbox proved it: unlock
@@ -271,7 +184,7 @@ async def reset_password(
 
 
 async def _notify_password_changed(user: User | Account) -> None:
-    await _send(
+    await send_mail(
         user.email, "Your password was changed", "mail/password_changed",
         name=user.display_name,
     )  # fmt: skip
@@ -343,11 +256,11 @@ async def request_email_change(
         await audit.record(
             connection, account.user_id, "email_change_requested", new_email=new_email
         )
-        taken = await _user_by_email(connection, new_email) is not None
+        taken = await user_by_email(connection, new_email) is not None
     if taken:
         log.info("user %s asked for an address another account has", account.user_id)
         return
-    await _mail_link(
+    await mail_link(
         db, settings, account.user_id, "change_email",
         email=new_email, name=account.display_name, base_url=base_url,
     )  # fmt: skip
@@ -356,7 +269,7 @@ async def request_email_change(
 async def check_email_change_token(db: Database, token: str) -> str:
     """The new address a change link confirms (spends nothing)."""
     async with db.connection() as connection:
-        return (await _check(connection, token, "change_email")).email
+        return (await check_link(connection, token, "change_email")).email
 
 
 async def confirm_email_change(db: Database, token: str) -> str:
@@ -365,7 +278,7 @@ async def confirm_email_change(db: Database, token: str) -> str:
     Every link mailed before the move dies with it (reset and verification links went to the
     old address; other pending changes lose to this one)."""
     async with db.transaction() as connection:
-        found = await _spend(connection, token, "change_email")
+        found = await spend_link(connection, token, "change_email")
         user = await select_user_by_id(connection, found.user_id)
         key = email_key(found.email)
         if user is None or key is None:
@@ -384,7 +297,7 @@ async def confirm_email_change(db: Database, token: str) -> str:
             new_email=found.email,
         )
     log.info("user %s changed their email", user.id)
-    await _send(
+    await send_mail(
         user.email, "Your email address was changed", "mail/email_changed",
         name=user.display_name, new_email=found.email,
     )  # fmt: skip
@@ -406,7 +319,8 @@ async def delete_account(
     )
     async with db.transaction() as connection:
         await delete_user(connection, user.id)
+        audit.announce(user.id, signals.account_deleted, email=user.email)
     log.info("user %s deleted their account", user.id)
-    await _send(
+    await send_mail(
         user.email, "Your account was deleted", "mail/account_deleted", name=user.display_name
     )

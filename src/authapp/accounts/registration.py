@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from .. import signals
 from ..config import Settings
 from ..errors import APIError, ErrorDetail, validation_error
 from ..infra import clock
@@ -15,6 +16,7 @@ from ..models.users import (
     insert_user,
     update_user_display_name,
 )
+from . import audit
 from .emails import email_key
 from .passwords import PasswordPolicyError, check_policy
 
@@ -80,6 +82,8 @@ async def register(
             display_name=display_name,
             now=clock.utcnow(),
         )
+        if user is not None:
+            audit.announce(user.id, signals.registered, email=user.email)
     if user is None:
         raise APIError(409, "EMAIL_TAKEN", "An account with this email already exists.")
     log.info("registered user %s", user.id)

@@ -92,6 +92,8 @@ async def start_session(
             user_agent=(user_agent or "")[:MAX_USER_AGENT] or None,
             replaces=None if replaces is None else token_id(replaces),
         )
+        # The statement wrote the login_succeeded event with the session.
+        audit.recorded(user_id, "login_succeeded", now=live.now, remember=remember)
     return token
 
 

@@ -13,7 +13,6 @@ import re
 import secrets
 import zlib
 from datetime import timedelta
-from typing import Literal, get_args
 from uuid import UUID
 
 from ..config import Settings
@@ -37,14 +36,42 @@ from .sessions import LAST_SEEN_RESOLUTION, TOKEN_BYTES
 
 log = logging.getLogger("authapp.tokens")  # see authapp.infra.logs
 
-Scope = Literal["profile:read", "profile:write", "sessions:read", "sessions:write"]
-SCOPES: tuple[Scope, ...] = get_args(Scope)
+# A scope names what a token may do: `<resource>:<action>`, lower case. authapp's own are
+# below; a product registers its own with register_scope (`from authapp import register_scope`)
+# before it decorates its routes, and every token form, check and document reads this table.
+Scope = str
+SCOPE_SHAPE = re.compile(r"^[a-z][a-z0-9_]{0,30}:[a-z][a-z0-9_]{0,30}$")
 SCOPE_DESCRIPTIONS: dict[Scope, str] = {
     "profile:read": "Read your profile and security events (GET /api/me, /api/me/events).",
     "profile:write": "Change your display name (PATCH /api/me).",
     "sessions:read": "List your sessions (GET /api/sessions).",
     "sessions:write": "Revoke one of your sessions (DELETE /api/sessions/{id}).",
 }
+
+
+def register_scope(name: str, description: str) -> Scope:
+    """Add a scope tokens may be given (a product's own, such as `notes:write`); the same
+    registration twice is harmless, a different description for a known scope is an error."""
+    if not SCOPE_SHAPE.match(name):
+        raise ValueError(f"a scope looks like 'notes:write' (lower case), not {name!r}")
+    known = SCOPE_DESCRIPTIONS.get(name)
+    if known is not None and known != description:
+        raise ValueError(f"the scope {name!r} is registered already, as {known!r}")
+    SCOPE_DESCRIPTIONS[name] = description
+    return name
+
+
+def scopes() -> tuple[Scope, ...]:
+    """Every scope a token may have, authapp's first, in the order they were registered."""
+    return tuple(SCOPE_DESCRIPTIONS)
+
+
+def known_scope(name: str) -> Scope:
+    if name not in SCOPE_DESCRIPTIONS:
+        raise ValueError(f"Unknown scope. Choose from: {', '.join(SCOPE_DESCRIPTIONS)}.")
+    return name
+
+
 TOKEN_PREFIX = "authapp_pat_"  # noqa: S105 (a public prefix, not a secret)
 MAX_TOKENS_PER_USER = 50
 _TOKEN_RE = re.compile(rf"^{TOKEN_PREFIX}([A-Za-z0-9_-]{{43}})([0-9a-f]{{8}})$")
@@ -123,7 +150,7 @@ async def create_api_token(
             token_hash=token_hash,
             user_id=account.user_id,
             name=name,
-            scopes=sorted(set(scopes), key=SCOPES.index),
+            scopes=sorted(set(scopes), key=list(SCOPE_DESCRIPTIONS).index),
             now=now,
             expires_at=now + timedelta(days=days),
         )

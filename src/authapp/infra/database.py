@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
@@ -16,6 +17,7 @@ from typing import Any, cast
 import asyncpg
 from buildpg import BuildError, render
 from quart_db import Connection, QuartDB, UndefinedParameterError
+from quart_db._migration import ensure_state_table, execute_migrations
 from quart_db.backends import asyncpg as asyncpg_backend
 from quart_db.interfaces import BackendABC, ValueType
 
@@ -34,6 +36,26 @@ from .outages import (
 )
 
 log = logging.getLogger("authapp.database")  # see authapp.infra.logs
+
+# The work waiting for the unit of work in progress to commit (see after_commit).
+_waiting: ContextVar[list[Callable[[], Coroutine[Any, Any, None]]] | None] = ContextVar(
+    "authapp_after_commit", default=None
+)
+_detached: set[asyncio.Task[None]] = set()
+
+
+def after_commit(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run `work` once the unit of work in progress (`Database.connection()` or
+    `.transaction()`, the innermost) has committed and given back its connection; never if it
+    fails. Outside a unit of work it runs soon, on its own."""
+    waiting = _waiting.get()
+    if waiting is not None:
+        waiting.append(work)
+        return
+    task = asyncio.get_running_loop().create_task(work())
+    _detached.add(task)  # held until done: the loop keeps only weak references
+    task.add_done_callback(_detached.discard)
+
 
 # While the database is down, start-up is tried again after 0.5 s, doubling up to this.
 START_RETRY_MAX_DELAY = 5.0
@@ -54,15 +76,35 @@ def migrations_path() -> Path:
     raise RuntimeError(f"authapp's migrations are missing (looked in {packaged} and {checkout})")
 
 
-def latest_migration() -> int:
-    """The number of the newest migration this release ships."""
-    return max(int(path.stem) for path in migrations_path().glob("*.py") if path.stem.isdigit())
+def latest_migration(folder: Path | None = None) -> int:
+    """The number of the newest migration this release ships (or `folder` holds)."""
+    folder = folder or migrations_path()
+    return max(int(path.stem) for path in folder.glob("*.py") if path.stem.isdigit())
+
+
+# The migrations of the product built on authapp (AUTHAPP_EXTRA_MIGRATIONS) count in a table of
+# their own, so each sequence is numbered 0, 1, 2... and neither ever renumbers the other's.
+EXTRA_STATE_TABLE = "app_schema_migration"
 
 
 class AuthappDB(QuartDB):
     """quart-db whose pooled connections turn named parameters into positional ones once per
     query text, not on every call: buildpg parses the whole text each time (24 µs for the
-    statement that resolves a session, on every signed-in request)."""
+    statement that resolves a session, on every signed-in request). After authapp's own
+    migrations it applies the product's, if it has a folder of them (`extra_migrations`)."""
+
+    def __init__(self, *args: Any, extra_migrations: Path | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.extra_migrations = extra_migrations
+
+    async def migrate(self) -> None:
+        await super().migrate()
+        if self.extra_migrations is not None:
+            # quart-db's own steps (private, pinned by tests/test_extra_migrations.py): the
+            # table and its advisory lock, then each migration in a transaction.
+            assert self._backend is not None  # created by before_serving or migrate_now
+            await ensure_state_table(self._backend, EXTRA_STATE_TABLE)
+            await execute_migrations(self._backend, self.extra_migrations, EXTRA_STATE_TABLE)
 
     def _create_backend(self) -> BackendABC:
         backend = super()._create_backend()
@@ -216,6 +258,8 @@ class Database:
                 raise
             raise self._refuse(kind, error) from None
         self.acquisitions += 1
+        waiting: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        unit = _waiting.set(waiting)
         try:
             yield connection
         except Exception as error:
@@ -231,7 +275,11 @@ class Database:
         else:
             self.outages.served()
         finally:
+            _waiting.reset(unit)
             await self._release(connection)
+        # Committed (a transaction commits before its connection's unit ends) and released.
+        for work in waiting:
+            await work()
 
     def _refuse(self, kind: OutageKind, error: BaseException | str) -> DatabaseUnavailable:
         self.outages.refused(kind, error)
@@ -275,6 +323,17 @@ class Database:
             message = f"The database is at migration {version}; this release needs {wanted}."
             pending = OutageKind("migrations_pending", message, field="migrations")
             raise not_ready(pending)
+        extra = self.quart_db.extra_migrations if isinstance(self.quart_db, AuthappDB) else None
+        if extra is not None:
+            async with self.connection() as connection:
+                version = await connection.fetch_val(
+                    f"SELECT version FROM {EXTRA_STATE_TABLE}"  # noqa: S608 (a constant)
+                )
+            wanted = latest_migration(extra)
+            if version is None or version < wanted:
+                message = f"The app's migrations are at {version}; this release needs {wanted}."
+                pending = OutageKind("migrations_pending", message, field="migrations")
+                raise not_ready(pending)
 
     async def migrate_now(self) -> int:
         """Apply pending migrations outside serving and return the schema version.

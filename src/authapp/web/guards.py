@@ -14,7 +14,7 @@ from quart_auth import Action, AuthUser, QuartAuth, Unauthorized, current_user
 from quart_schema.openapi import QUART_SCHEMA_SECURITY_ATTRIBUTE
 
 from ..accounts.sessions import is_fresh, reauth_required
-from ..accounts.tokens import Scope
+from ..accounts.tokens import Scope, known_scope
 from ..errors import APIError
 from ..models.api_tokens import TokenAccount
 from ..models.sessions import SessionAccount
@@ -78,11 +78,12 @@ class TokenUser(AccountUser):
 
 
 class AuthappAuth(QuartAuth):
-    """quart-auth in cookie mode, with bearer tokens on the JSON API only (never on pages,
-    where a browser could be made to send one it did not mean to)."""
+    """quart-auth in cookie mode, with bearer tokens on the JSON API only, under /api/ (authapp's
+    and a product's own resources alike; never on pages, where a browser could be made to send
+    one it did not mean to)."""
 
     def resolve_user(self) -> AuthUser:
-        if has_request_context() and request.blueprint == "api":
+        if has_request_context() and request.path.startswith("/api/"):
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() == "bearer":
                 return TokenUser(token.strip())
@@ -139,6 +140,8 @@ def auth_required(
     401 `REAUTH_REQUIRED`. Without a scope a route is the session's alone: a new route added
     without thought never lets tokens in.
     """
+    if scope is not None:
+        known_scope(scope)  # a misspelt or unregistered scope fails at import, not per request
     security: list[dict[str, list[str]]] = [{"sessionCookie": []}]
     if scope is not None and not fresh:
         security.append({"bearerToken": [scope]})

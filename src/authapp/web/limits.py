@@ -53,7 +53,7 @@ async def _named_account() -> str | None:
     if "_authapp_named" not in g:
         email: object = None
         try:
-            if request.blueprint == "api":
+            if request.path.startswith("/api/"):
                 body = await request.get_json(silent=True)
                 email = body.get("email") if isinstance(body, dict) else None
             else:

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 from ..accounts.emails import normalize_email
 from ..accounts.passwords import MAX_PASSWORD_LENGTH
+from ..accounts.tokens import known_scope
 
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
@@ -42,3 +43,8 @@ TokenName = Annotated[
 
 class NoContent:
     """No content."""
+
+
+MAX_SCOPES = 64  # scopes in one token, whatever a product registers
+# A scope a token may have (authapp's, or one a product registered), checked when it arrives.
+ScopeName = Annotated[str, StringConstraints(max_length=63), AfterValidator(known_scope)]

@@ -18,7 +18,7 @@ from quart_auth import Unauthorized, current_user, logout_user
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import DataSource, RequestSchemaValidationError, hide, validate_request
 
-from ...accounts import lifecycle, signin
+from ...accounts import lifecycle, links, signin
 from ...accounts.passwords import MAX_PASSWORD_LENGTH
 from ...errors import APIError, ErrorDetail, wait_text
 from ...state import state
@@ -239,7 +239,7 @@ async def forgot_password_page() -> ResponseReturnValue:
 @validate_request(EmailForm, source=DataSource.FORM)
 async def forgot_password(data: EmailForm) -> ResponseReturnValue:
     mail_after_answer(lifecycle.request_password_reset, data.email)
-    valid_for = lifecycle.hours(state().settings.reset_password_lifetime)
+    valid_for = links.hours(state().settings.reset_password_lifetime)
     return await _message_page(
         "Check your inbox", f"{SENT_IF_KNOWN} It works once, for {valid_for}."
     )

@@ -15,7 +15,7 @@ from werkzeug.datastructures import MultiDict
 
 from ...accounts import lifecycle, registration, sessions, tokens
 from ...accounts.passwords import MAX_PASSWORD_LENGTH
-from ...accounts.tokens import SCOPE_DESCRIPTIONS, Scope
+from ...accounts.tokens import SCOPE_DESCRIPTIONS
 from ...errors import APIError, ErrorDetail
 from ...models.api_tokens import ApiToken
 from ...state import state
@@ -25,7 +25,7 @@ from ..errors import details_from, handle_api_error, handle_http_exception, want
 from ..guards import auth_required, signed_in_session
 from ..limits import EMAIL_CHANGE_LIMITS, PASSWORD_CHANGE_LIMITS, WRITE_LIMITS
 from ..pages import mismatch, render_form, send_to_reauth, send_to_sign_in
-from ..schemas import DisplayName, Email, Password, TokenName
+from ..schemas import MAX_SCOPES, DisplayName, Email, Password, ScopeName, TokenName
 from ..signing import public_base_url
 
 bp = Blueprint("protected", __name__)
@@ -339,8 +339,8 @@ class TokenForm(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: TokenName
-    scopes: list[Scope] = Field(
-        default_factory=list, validate_default=True, max_length=len(tokens.SCOPES)
+    scopes: list[ScopeName] = Field(
+        default_factory=list, validate_default=True, max_length=MAX_SCOPES
     )
     expires_in_days: int | None = None
 
@@ -351,7 +351,7 @@ class TokenForm(BaseModel):
 
     @field_validator("scopes")
     @classmethod
-    def at_least_one(cls, value: list[Scope]) -> list[Scope]:
+    def at_least_one(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("Choose at least one scope.")
         return value

@@ -15,14 +15,13 @@ from quart_schema import (
 )
 
 from ....accounts import tokens
-from ....accounts.tokens import Scope
 from ....state import state
 from ...errors import documents_errors
 from ...guards import auth_required, signed_in_session
 from ...limits import (
     WRITE_LIMITS,
 )
-from ...schemas import NoContent, TokenName
+from ...schemas import MAX_SCOPES, NoContent, ScopeName, TokenName
 from .blueprint import bp
 
 
@@ -30,7 +29,7 @@ class TokenCreateIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     name: TokenName
-    scopes: list[Scope] = Field(min_length=1, max_length=len(tokens.SCOPES))
+    scopes: list[ScopeName] = Field(min_length=1, max_length=MAX_SCOPES)
     expires_in_days: int | None = Field(
         default=None,
         description="1 to AUTHAPP_TOKEN_MAX_LIFETIME_DAYS (365); "
@@ -43,7 +42,7 @@ class TokenOut(BaseModel):
 
     id: UUID
     name: str
-    scopes: list[Scope]
+    scopes: list[str]
     created_at: datetime
     last_used_at: datetime | None = Field(description="Kept to the minute.")
     expires_at: datetime
