@@ -14,7 +14,7 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from authapp.accounts.tokens import SCOPES
+from authapp.accounts.tokens import scopes
 from authapp.models.users import User
 from tests.conftest import PASSWORD, Clock, execute, fetch_val
 from tests.forms import api_client
@@ -28,7 +28,7 @@ NEW_PASSWORD = "a brand new passphrase 2026"
 
 async def create(client: Client, **body: Any) -> dict[str, Any]:
     body.setdefault("name", "deploy script")
-    body.setdefault("scopes", list(SCOPES))
+    body.setdefault("scopes", list(scopes()))
     response = await client.post("/api/tokens", json=body)
     assert response.status_code == 201, await response.get_data(as_text=True)
     created: dict[str, Any] = await response.get_json()
