@@ -112,9 +112,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app_state = init_extensions(app, settings)
     init_mail(app, settings)
     init_audit(app, app_state.db, settings)
-    for blueprint in (auth.bp, protected.bp, api.bp, docs.bp, health.bp):
+    # The API's docs stay with the API when AUTHAPP_PAGES leaves out the HTML pages.
+    pages = (auth.bp, protected.bp) if settings.pages else ()
+    for blueprint in (*pages, api.bp, docs.bp, health.bp):
         app.register_blueprint(blueprint)
-    if settings.env == "development":  # its mailed links are for the developer's eyes only
+    if settings.env == "development" and settings.pages:  # mailed links for the developer's eyes
         app.register_blueprint(dev.bp)
     register_error_handlers(app)
     init_templating(app, settings)

@@ -207,8 +207,9 @@ def announce(settings: Settings, config: HypercornConfig, *, embedded: bool) -> 
         target = parse_smtp_url(settings.smtp_url)
         log.info("mail: SMTP server %s:%d (TLS: %s)", target.hostname, target.port, target.tls)
     else:
-        # /dev/outbox is served in development only (blueprints/dev.py).
-        page = f"; latest at {urls[0]}/dev/outbox" if settings.env == "development" else ""
+        # /dev/outbox is served in development only, and only with the pages (blueprints/dev.py).
+        outbox_page = settings.env == "development" and settings.pages
+        page = f"; latest at {urls[0]}/dev/outbox" if outbox_page else ""
         log.info("mail: files in %s (no AUTHAPP_SMTP_URL); links also in this log%s",
                  instance / OUTBOX_FOLDER, page)  # fmt: skip
 

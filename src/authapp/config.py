@@ -15,6 +15,7 @@ from typing import Any, Literal, cast, get_args
 Environment = Literal["production", "development", "testing"]
 SameSite = Literal["Lax", "Strict"]
 LogFormat = Literal["text", "json"]
+Registration = Literal["open", "closed"]
 
 ENV_PREFIX = "AUTHAPP_"
 MIN_SECRET_BYTES = 32
@@ -56,6 +57,10 @@ class Settings:
     """Every setting of authapp; each is read from AUTHAPP_<NAME> (see the README's table)."""
 
     env: Environment = "production"
+    # Feature switches: capabilities whose routes, pages and OpenAPI entries vanish when off.
+    registration: Registration = "open"
+    api_tokens: bool = True
+    pages: bool = True
     secret_key: str | None = None
     secret_key_fallbacks: tuple[str, ...] = ()
     database_url: str | None = None
@@ -203,6 +208,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             f"AUTHAPP_ENV must be one of production, development, testing (got {settings.env!r})"
         )
+    if settings.registration not in get_args(Registration):
+        raise ConfigError("AUTHAPP_REGISTRATION must be open or closed")
     if settings.cookie_samesite not in get_args(SameSite):
         raise ConfigError("AUTHAPP_COOKIE_SAMESITE must be Lax or Strict")
     if settings.env == "production" and not settings.secret_key:

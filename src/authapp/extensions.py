@@ -15,7 +15,14 @@ from typing import Any
 
 from quart import Quart
 from quart_schema import DataSource, QuartSchema
-from quart_schema.openapi import OpenAPIProvider
+from quart_schema.openapi import (
+    APIKeySecurityScheme,
+    HttpSecurityScheme,
+    OpenAPIProvider,
+    SecuritySchemeBase,
+    Tag,
+)
+from werkzeug.routing import Rule
 
 from .accounts import audit
 from .accounts.sessions import SessionLookups
@@ -34,8 +41,23 @@ from .web.schemas import NoContent
 
 
 class AuthappOpenAPIProvider(OpenAPIProvider):
-    """quart-schema's spec builder, taught that a NoContent answer (204) has no body and that
-    a route with a request model refuses a request without its body."""
+    """quart-schema's spec builder, taught that a NoContent answer (204) has no body, that
+    a route with a request model refuses a request without its body, and that a route lists
+    only the security schemes the app has (auth_required names bearerToken at import, before
+    any app says whether AUTHAPP_API_TOKENS is on)."""
+
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+        paths, components = super().build_paths(rule)
+        schemes = set(self._extension.security_schemes or {})
+        for operations in paths.values():
+            for operation in operations.values():
+                if "security" in operation:
+                    operation["security"] = [
+                        requirement
+                        for requirement in operation["security"]
+                        if set(requirement) <= schemes
+                    ]
+        return paths, components
 
     def build_request_body(
         self, model: Any, source: DataSource
@@ -82,33 +104,9 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
     )
     QuartSchema(
         app,
-        info={
-            "title": "authapp",
-            "version": version("authapp"),
-            "description": "Sign-up, sign-in, revocable sessions and personal API tokens. "
-            'Errors are `{"code", "message", "details"?}` with a stable `code`. '
-            "Routes take the session cookie that signing in sets; those that list a "
-            "`bearerToken` scope also take `Authorization: Bearer <token>` with a token "
-            "(`POST /api/tokens`) that has it. Scopes: " + ", ".join(scopes()) + ".",
-        },
-        tags=[
-            {"name": "auth", "description": "Register, sign in and sign out."},
-            {"name": "account", "description": "The signed-in user."},
-            {"name": "sessions", "description": "Where you are signed in; sign out anywhere."},
-            {"name": "tokens", "description": "Personal API tokens for scripts and programs."},
-        ],
-        security_schemes={
-            "sessionCookie": {
-                "type": "apiKey",
-                "in_": "cookie",
-                "name": settings.session_cookie_name,
-            },
-            "bearerToken": {
-                "type": "http",
-                "scheme": "bearer",
-                "bearer_format": "authapp_pat_...",
-            },
-        },
+        info={"title": "authapp", "version": version("authapp"), "description": _about(settings)},
+        tags=_tags(settings),
+        security_schemes=_security_schemes(settings),
         # The stock pages load their scripts from CDNs; /docs is served locally instead.
         swagger_ui_path=None,
         redoc_ui_path=None,
@@ -160,6 +158,46 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
         hashing.close()
 
     return app_state
+
+
+def _about(settings: Settings) -> str:
+    """The spec's description, of the capabilities these settings switch on."""
+    open_ = settings.registration == "open"
+    about = ["Sign-up, sign-in" if open_ else "Sign-in", "revocable sessions"]
+    if settings.api_tokens:
+        about.append("personal API tokens")
+    text = f"{', '.join(about[:-1])} and {about[-1]}. "
+    text += 'Errors are `{"code", "message", "details"?}` with a stable `code`. '
+    text += "Routes take the session cookie that signing in sets"
+    if not settings.api_tokens:
+        return text + "."
+    return (
+        f"{text}; those that list a `bearerToken` scope also take `Authorization: Bearer "
+        "<token>` with a token (`POST /api/tokens`) that has it. Scopes: "
+        f"{', '.join(scopes())}."
+    )
+
+
+def _tags(settings: Settings) -> list[Tag | dict[Any, Any]]:
+    auth = "Register, sign in" if settings.registration == "open" else "Sign in"
+    tags: list[Tag | dict[Any, Any]] = [
+        Tag(name="auth", description=f"{auth} and sign out."),
+        Tag(name="account", description="The signed-in user."),
+        Tag(name="sessions", description="Where you are signed in; sign out anywhere."),
+    ]
+    if settings.api_tokens:
+        tags.append(Tag(name="tokens", description="Personal API tokens for scripts and programs."))
+    return tags
+
+
+def _security_schemes(settings: Settings) -> dict[str, SecuritySchemeBase | dict[Any, Any]]:
+    schemes: dict[str, SecuritySchemeBase | dict[Any, Any]] = {
+        "sessionCookie": APIKeySecurityScheme(in_="cookie", name=settings.session_cookie_name)
+    }
+    if settings.api_tokens:
+        token = HttpSecurityScheme(scheme="bearer", bearer_format="authapp_pat_...")
+        schemes["bearerToken"] = token
+    return schemes
 
 
 _frozen = False

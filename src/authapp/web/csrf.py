@@ -18,6 +18,7 @@ from quart import current_app, request, session
 
 from ..errors import APIError
 from ..state import state
+from .guards import bearer_token
 
 FIELD = "csrf_token"
 _SESSION_KEY = "csrf"
@@ -81,9 +82,11 @@ async def check_api_origin() -> None:
     POST (sign out, sign out everywhere) is a "simple" request any page can send, and SameSite
     lets a sibling subdomain's page send the cookie along. Browsers say where a request comes
     from (`Sec-Fetch-Site`, `Origin`); programs such as curl say nothing and are let through, and
-    a bearer token is no ambient credential, so it needs no check.
+    a bearer token is no ambient credential, so a call that the token answers for needs no
+    check. Any other Authorization header (or a bearer token with AUTHAPP_API_TOKENS off) leaves
+    the cookie to answer, so that call is checked.
     """
-    if request.method in SAFE_METHODS or request.headers.get("Authorization"):
+    if request.method in SAFE_METHODS or bearer_token() is not None:
         return
     origin = request.headers.get("Origin")
     if origin is not None:

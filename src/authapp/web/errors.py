@@ -15,6 +15,7 @@ from quart_schema import RequestSchemaValidationError, document_response
 from werkzeug.exceptions import HTTPException
 
 from ..errors import APIError, ErrorDetail, wait_text
+from ..state import state
 
 log = logging.getLogger("authapp.errors")  # see authapp.infra.logs
 T = TypeVar("T", bound=Callable[..., object])
@@ -60,8 +61,11 @@ class ErrorOut(BaseModel):
 
 
 def wants_json() -> bool:
-    """API paths answer JSON; elsewhere JSON when the client prefers it over HTML."""
+    """API paths answer JSON; elsewhere JSON when the client prefers it over HTML, and always
+    when AUTHAPP_PAGES is off (no pages, so no error pages either)."""
     if request.path == "/api" or request.path.startswith(("/api/", "/openapi")):
+        return True
+    if not state().settings.pages:
         return True
     if request.path in HEALTH_PATHS:  # probes send any Accept and read the JSON reason
         return True

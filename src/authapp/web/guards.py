@@ -80,14 +80,21 @@ class TokenUser(AccountUser):
 class AuthappAuth(QuartAuth):
     """quart-auth in cookie mode, with bearer tokens on the JSON API only, under /api/ (authapp's
     and a product's own resources alike; never on pages, where a browser could be made to send
-    one it did not mean to)."""
+    one it did not mean to), and only while AUTHAPP_API_TOKENS is on: off, a bearer token is
+    not even looked up."""
 
     def resolve_user(self) -> AuthUser:
-        if has_request_context() and request.path.startswith("/api/"):
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() == "bearer":
-                return TokenUser(token.strip())
+        if has_request_context() and (token := bearer_token()) is not None:
+            return TokenUser(token)
         return super().resolve_user()
+
+
+def bearer_token() -> str | None:
+    """The request's bearer token, if it is one the app takes: under /api/, tokens switched on."""
+    if not request.path.startswith("/api/") or not state().settings.api_tokens:
+        return None
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 async def current_account() -> SessionAccount | TokenAccount | None:

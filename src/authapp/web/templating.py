@@ -10,6 +10,7 @@ from ..config import Settings
 from ..errors import APIError
 from ..models.users import Account
 from .csrf import csrf_token
+from .features import enabled_features
 from .guards import current_account
 
 
@@ -32,6 +33,7 @@ def format_datetime(moment: datetime) -> str:
 def init_templating(app: Quart, settings: Settings) -> None:
     app.jinja_env.globals.update(
         csrf_token=csrf_token,
+        features=enabled_features(settings),  # what the pages may link to
         nav_account=nav_account,
         password_min_length=settings.password_min_length,
     )

@@ -7,7 +7,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart import (
-    Blueprint,
     ResponseReturnValue,
     flash,
     redirect,
@@ -25,6 +24,7 @@ from ...state import state
 from .. import devices
 from ..csrf import check_csrf
 from ..errors import details_from, handle_http_exception, wants_json
+from ..features import SwitchedBlueprint, feature
 from ..guards import auth_required, signed_in_session
 from ..limits import (
     LOGIN_LIMITS,
@@ -39,7 +39,7 @@ from ..schemas import DisplayName, Email, LoginEmail, Password
 from ..signing import mail_after_answer, public_base_url, sign_in, sign_out, start_client_session
 from .api.blueprint import CHECK_INBOX, SENT_IF_KNOWN
 
-bp = Blueprint("auth", __name__, url_prefix="/auth")
+bp = SwitchedBlueprint("auth", __name__, url_prefix="/auth")
 bp.before_request(check_csrf)
 
 # The page that shows each form again after an error.
@@ -147,6 +147,7 @@ class RegisterForm(BaseModel):
 
 
 @bp.get("/register")
+@feature("registration")
 @rate_exempt
 @hide
 async def register_page() -> ResponseReturnValue:
@@ -154,6 +155,7 @@ async def register_page() -> ResponseReturnValue:
 
 
 @bp.post("/register")
+@feature("registration")
 @rate_limit(limits=REGISTER_LIMITS)
 @hide
 @validate_request(RegisterForm, source=DataSource.FORM)

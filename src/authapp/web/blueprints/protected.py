@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from quart import Blueprint, ResponseReturnValue, flash, redirect, render_template, request
+from quart import ResponseReturnValue, flash, redirect, render_template, request
 from quart_auth import Unauthorized, login_required, logout_user
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import DataSource, RequestSchemaValidationError, hide, validate_request
@@ -22,13 +22,14 @@ from ...state import state
 from .. import devices
 from ..csrf import check_csrf
 from ..errors import details_from, handle_api_error, handle_http_exception, wants_json
+from ..features import SwitchedBlueprint, feature
 from ..guards import auth_required, signed_in_session
 from ..limits import EMAIL_CHANGE_LIMITS, PASSWORD_CHANGE_LIMITS, WRITE_LIMITS
 from ..pages import mismatch, render_form, send_to_reauth, send_to_sign_in
 from ..schemas import MAX_SCOPES, DisplayName, Email, Password, ScopeName, TokenName
 from ..signing import public_base_url
 
-bp = Blueprint("protected", __name__)
+bp = SwitchedBlueprint("protected", __name__)
 bp.before_request(check_csrf)
 
 ACCOUNT_PAGE = "/account"
@@ -328,6 +329,7 @@ async def _tokens_page(
 
 
 @bp.get("/account/tokens")
+@feature("api_tokens")
 @rate_exempt
 @login_required
 @hide
@@ -358,6 +360,7 @@ class TokenForm(BaseModel):
 
 
 @bp.post("/account/tokens")
+@feature("api_tokens")
 @rate_limit(limits=WRITE_LIMITS)
 @auth_required(fresh=True)
 @hide
@@ -383,6 +386,7 @@ async def create_token(data: TokenForm) -> ResponseReturnValue:
 
 
 @bp.post("/account/tokens/<uuid:token_id>/revoke")
+@feature("api_tokens")
 @rate_limit(limits=WRITE_LIMITS)
 @login_required
 @hide

@@ -17,6 +17,7 @@ from ....accounts import lifecycle, signin
 from ....state import state
 from ... import devices
 from ...errors import documents_errors
+from ...features import feature
 from ...guards import auth_required, signed_in_session
 from ...limits import (
     LOGIN_LIMITS,
@@ -39,6 +40,7 @@ class RegisterIn(BaseModel):
 
 
 @bp.post("/auth/register")
+@feature("registration")
 @rate_limit(limits=REGISTER_LIMITS)
 @tag(["auth"])
 @validate_request(RegisterIn)

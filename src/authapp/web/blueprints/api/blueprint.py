@@ -7,15 +7,15 @@ from datetime import datetime
 from uuid import UUID
 
 from pydantic import BaseModel
-from quart import Blueprint
 from quart_cors import cors
 
 from ....models.users import Account, User
 from ...csrf import check_api_origin
+from ...features import SwitchedBlueprint
 
 # Cross-origin callers: only the origins in AUTHAPP_CORS_ORIGINS (none by default; see
 # init_extensions), with credentials, so a trusted front end elsewhere may call the API.
-bp = cors(Blueprint("api", __name__, url_prefix="/api"))
+bp = cors(SwitchedBlueprint("api", __name__, url_prefix="/api"))
 bp.before_request(check_api_origin)
 
 # Signing out takes the session cookie, and answers 204 without one too: `{}` says it is optional.

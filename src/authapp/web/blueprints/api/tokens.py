@@ -17,6 +17,7 @@ from quart_schema import (
 from ....accounts import tokens
 from ....state import state
 from ...errors import documents_errors
+from ...features import feature
 from ...guards import auth_required, signed_in_session
 from ...limits import (
     WRITE_LIMITS,
@@ -57,6 +58,7 @@ class TokensOut(BaseModel):
 
 
 @bp.post("/tokens")
+@feature("api_tokens")
 @rate_limit(limits=WRITE_LIMITS)
 @auth_required(fresh=True)
 @tag(["tokens"])
@@ -79,6 +81,7 @@ async def create_token(data: TokenCreateIn) -> tuple[TokenCreatedOut, int]:
 
 
 @bp.get("/tokens")
+@feature("api_tokens")
 @auth_required()
 @tag(["tokens"])
 @validate_response(TokensOut, 200)
@@ -91,6 +94,7 @@ async def list_tokens() -> TokensOut:
 
 
 @bp.delete("/tokens/<uuid:token_id>")
+@feature("api_tokens")
 @rate_limit(limits=WRITE_LIMITS)
 @auth_required()
 @tag(["tokens"])
