@@ -20,7 +20,6 @@ from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, Response, request
 
 from . import signals
-from .accounts.tokens import register_scope
 from .config import ConfigError, Settings, load_settings, with_development_secret
 from .errors import APIError, ErrorDetail, validation_error
 from .extensions import init_audit, init_extensions
@@ -30,11 +29,16 @@ from .infra.embedded import start_embedded_postgres
 from .infra.logs import configure_logging
 from .infra.mail import init_mail
 from .infra.workers import exit_worker_with_parent
-from .state import state
+from .state import AppState, state
 from .web.blueprints import api, auth, dev, docs, health, protected
 from .web.csrf import check_api_origin, check_csrf
 from .web.errors import documents_errors, register_error_handlers
-from .web.guards import auth_required, current_account, signed_in_account
+from .web.guards import (
+    auth_required,
+    current_account,
+    signed_in_account,
+    unregistered_scopes,
+)
 from .web.keepalive import KeepAliveMiddleware
 from .web.schemas import NoContent
 from .web.templating import init_templating
@@ -121,6 +125,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     register_error_handlers(app)
     init_templating(app, settings)
 
+    @app.before_serving
+    async def refuse_unregistered_scopes() -> None:
+        # Checked once every blueprint is in (a product adds its own after create_app).
+        if missing := unregistered_scopes(app):
+            raise ConfigError(
+                "routes name scopes this app does not have (authapp.register_scope): "
+                + "; ".join(missing)
+            )
+
     app.before_request(refuse_oversized_headers)
     app.after_request(add_security_headers)
     # Every line logged while serving a request carries its id; events know its client.
@@ -160,3 +173,11 @@ def database() -> Database:
     as connection:` (or `.transaction()`) takes a pool connection for one unit of work; an
     outage is a 503 by itself."""
     return state().db
+
+
+def register_scope(app: Quart, name: str, description: str) -> str:
+    """Let this app's API tokens have the scope `name` (`resource:action`, such as
+    `notes:write`), described so in the token form and the API docs; returns `name`, for
+    `auth_required(name)`. Every scope a route names must be registered before the app serves."""
+    app_state: AppState = app.extensions["authapp"]
+    return app_state.scopes.register(name, description)

@@ -26,7 +26,7 @@ from werkzeug.routing import Rule
 
 from .accounts import audit
 from .accounts.sessions import SessionLookups
-from .accounts.tokens import TokenLookups, scopes
+from .accounts.tokens import TokenLookups
 from .config import Settings
 from .infra.clients import device_name
 from .infra.database import AuthappDB, Database, migrations_path, skip_reset
@@ -45,6 +45,12 @@ class AuthappOpenAPIProvider(OpenAPIProvider):
     a route with a request model refuses a request without its body, and that a route lists
     only the security schemes the app has (auth_required names bearerToken at import, before
     any app says whether AUTHAPP_API_TOKENS is on)."""
+
+    def schema(self) -> dict[str, Any]:
+        built = super().schema()
+        app_state: AppState = self._app.extensions["authapp"]
+        built["info"]["description"] = _about(app_state.settings, app_state.scopes.names())
+        return built
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)
@@ -104,7 +110,7 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
     )
     QuartSchema(
         app,
-        info={"title": "authapp", "version": version("authapp"), "description": _about(settings)},
+        info={"title": "authapp", "version": version("authapp")},  # its description: schema()
         tags=_tags(settings),
         security_schemes=_security_schemes(settings),
         # The stock pages load their scripts from CDNs; /docs is served locally instead.
@@ -160,8 +166,9 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
     return app_state
 
 
-def _about(settings: Settings) -> str:
-    """The spec's description, of the capabilities these settings switch on."""
+def _about(settings: Settings, scopes: tuple[str, ...]) -> str:
+    """The spec's description, of the capabilities these settings switch on, and the scopes
+    the app's tokens may have (a product registers its own after create_app)."""
     open_ = settings.registration == "open"
     about = ["Sign-up, sign-in" if open_ else "Sign-in", "revocable sessions"]
     if settings.api_tokens:
@@ -174,7 +181,7 @@ def _about(settings: Settings) -> str:
     return (
         f"{text}; those that list a `bearerToken` scope also take `Authorization: Bearer "
         "<token>` with a token (`POST /api/tokens`) that has it. Scopes: "
-        f"{', '.join(scopes())}."
+        f"{', '.join(scopes)}."
     )
 
 

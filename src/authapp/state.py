@@ -1,19 +1,18 @@
-"""The app's own state: the settings, the database and the hashing pool of one app."""
+"""The app's assembled services (assembly, beside create_app): the settings, the database, the
+hashing pool, the session and token lookups and the scopes of one app, for the HTTP edge."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from dataclasses import dataclass, field
+from typing import cast
 
 from quart import current_app
 
+from .accounts.sessions import SessionLookups
+from .accounts.tokens import Scopes, TokenLookups
 from .config import Settings
 from .infra.database import Database
 from .infra.hashing import PasswordHashing
-
-if TYPE_CHECKING:  # sessions needs state at import time
-    from .accounts.sessions import SessionLookups
-    from .accounts.tokens import TokenLookups
 
 
 @dataclass
@@ -23,6 +22,7 @@ class AppState:
     hashing: PasswordHashing
     sessions: SessionLookups
     tokens: TokenLookups
+    scopes: Scopes = field(default_factory=Scopes)  # authapp's, and a product's (register_scope)
 
 
 def state() -> AppState:

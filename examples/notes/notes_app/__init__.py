@@ -26,6 +26,8 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """authapp's app, with the notes and their migrations."""
     app = authapp.create_app({"EXTRA_MIGRATIONS": str(MIGRATIONS), **(config or {})})
+    for scope, description in api.SCOPES.items():
+        authapp.register_scope(app, scope, description)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     receivers.connect()

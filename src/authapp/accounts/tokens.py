@@ -36,12 +36,12 @@ from .sessions import LAST_SEEN_RESOLUTION, TOKEN_BYTES
 
 log = logging.getLogger("authapp.tokens")  # see authapp.infra.logs
 
-# A scope names what a token may do: `<resource>:<action>`, lower case. authapp's own are
-# below; a product registers its own with register_scope (`from authapp import register_scope`)
-# before it decorates its routes, and every token form, check and document reads this table.
+# A scope names what a token may do: `<resource>:<action>`, lower case. Each app has its table
+# (Scopes): authapp's own, and those the product registered on it (authapp.register_scope);
+# every token form, check and document of that app reads it.
 Scope = str
 SCOPE_SHAPE = re.compile(r"^[a-z][a-z0-9_]{0,30}:[a-z][a-z0-9_]{0,30}$")
-SCOPE_DESCRIPTIONS: dict[Scope, str] = {
+BUILTIN_SCOPES: dict[Scope, str] = {
     "profile:read": "Read your profile and security events (GET /api/me, /api/me/events).",
     "profile:write": "Change your display name (PATCH /api/me).",
     "sessions:read": "List your sessions (GET /api/sessions).",
@@ -49,27 +49,37 @@ SCOPE_DESCRIPTIONS: dict[Scope, str] = {
 }
 
 
-def register_scope(name: str, description: str) -> Scope:
-    """Add a scope tokens may be given (a product's own, such as `notes:write`); the same
-    registration twice is harmless, a different description for a known scope is an error."""
-    if not SCOPE_SHAPE.match(name):
-        raise ValueError(f"a scope looks like 'notes:write' (lower case), not {name!r}")
-    known = SCOPE_DESCRIPTIONS.get(name)
-    if known is not None and known != description:
-        raise ValueError(f"the scope {name!r} is registered already, as {known!r}")
-    SCOPE_DESCRIPTIONS[name] = description
-    return name
+class Scopes:
+    """The scopes the tokens of one app may have, in the order they were registered."""
 
+    def __init__(self) -> None:
+        self._described = dict(BUILTIN_SCOPES)
 
-def scopes() -> tuple[Scope, ...]:
-    """Every scope a token may have, authapp's first, in the order they were registered."""
-    return tuple(SCOPE_DESCRIPTIONS)
+    def register(self, name: str, description: str) -> Scope:
+        """Add a scope (a product's own, such as `notes:write`); the same registration twice
+        is harmless, another description for a known scope is an error."""
+        if not SCOPE_SHAPE.match(name):
+            raise ValueError(f"a scope looks like 'notes:write' (lower case), not {name!r}")
+        known = self._described.get(name)
+        if known is not None and known != description:
+            raise ValueError(f"the scope {name!r} is registered already, as {known!r}")
+        self._described[name] = description
+        return name
 
+    def names(self) -> tuple[Scope, ...]:
+        return tuple(self._described)
 
-def known_scope(name: str) -> Scope:
-    if name not in SCOPE_DESCRIPTIONS:
-        raise ValueError(f"Unknown scope. Choose from: {', '.join(SCOPE_DESCRIPTIONS)}.")
-    return name
+    def described(self) -> dict[Scope, str]:
+        return dict(self._described)
+
+    def check(self, name: str) -> Scope:
+        """`name`, or a ValueError (a validation error of the field that named it)."""
+        if name not in self._described:
+            raise ValueError(f"Unknown scope. Choose from: {', '.join(self._described)}.")
+        return name
+
+    def __len__(self) -> int:
+        return len(self._described)
 
 
 TOKEN_PREFIX = "authapp_pat_"  # noqa: S105 (a public prefix, not a secret)
@@ -125,8 +135,12 @@ async def create_api_token(
     name: str,
     scopes: list[Scope],
     expires_in_days: int | None,
+    known: Scopes,
 ) -> tuple[ApiToken, str]:
-    """Create a token; return it as listed and the token itself, which is never shown again."""
+    """Create a token with some of the app's `known` scopes; return it as listed and the token
+    itself, which is never shown again."""
+    for scope in scopes:
+        known.check(scope)
     days = settings.token_lifetime_days if expires_in_days is None else expires_in_days
     if not 1 <= days <= settings.token_max_lifetime_days:
         raise validation_error(
@@ -150,7 +164,7 @@ async def create_api_token(
             token_hash=token_hash,
             user_id=account.user_id,
             name=name,
-            scopes=sorted(set(scopes), key=list(SCOPE_DESCRIPTIONS).index),
+            scopes=sorted(set(scopes), key=known.names().index),
             now=now,
             expires_at=now + timedelta(days=days),
         )

@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import wraps
-from typing import ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
-from quart import has_request_context, request
+from quart import Quart, has_request_context, request
 from quart_auth import Action, AuthUser, QuartAuth, Unauthorized, current_user
 from quart_schema.openapi import QUART_SCHEMA_SECURITY_ATTRIBUTE
 
 from ..accounts.sessions import is_fresh, reauth_required
-from ..accounts.tokens import Scope, known_scope
+from ..accounts.tokens import Scope
 from ..errors import APIError
 from ..models.api_tokens import TokenAccount
 from ..models.sessions import SessionAccount
@@ -147,8 +147,6 @@ def auth_required(
     401 `REAUTH_REQUIRED`. Without a scope a route is the session's alone: a new route added
     without thought never lets tokens in.
     """
-    if scope is not None:
-        known_scope(scope)  # a misspelt or unregistered scope fails at import, not per request
     security: list[dict[str, list[str]]] = [{"sessionCookie": []}]
     if scope is not None and not fresh:
         security.append({"bearerToken": [scope]})
@@ -176,3 +174,16 @@ def auth_required(
         return guarded
 
     return decorator
+
+
+def unregistered_scopes(app: Quart) -> list[str]:
+    """The routes of `app` whose guard names a scope the app's tokens cannot have (a typo, or
+    a product's scope never registered with authapp.register_scope)."""
+    known = set(cast(Any, app.extensions["authapp"]).scopes.names())
+    return sorted(
+        f"{endpoint} needs {guard.scope!r}"
+        for endpoint, view in app.view_functions.items()
+        if (guard := getattr(view, GUARD_ATTRIBUTE, None)) is not None
+        and guard.scope is not None
+        and guard.scope not in known
+    )

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 from ..accounts.emails import normalize_email
 from ..accounts.passwords import MAX_PASSWORD_LENGTH
-from ..accounts.tokens import known_scope
+from ..state import state
 
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
@@ -46,5 +46,22 @@ class NoContent:
 
 
 MAX_SCOPES = 64  # scopes in one token, whatever a product registers
-# A scope a token may have (authapp's, or one a product registered), checked when it arrives.
-ScopeName = Annotated[str, StringConstraints(max_length=63), AfterValidator(known_scope)]
+
+
+def _known_scope(name: str) -> str:
+    return state().scopes.check(name)
+
+
+def _no_more_scopes_than_exist(names: list[str]) -> list[str]:
+    if len(names) > len(state().scopes):
+        raise ValueError(f"There are {len(state().scopes)} scopes: name each at most once.")
+    return names
+
+
+# A scope a token of this app may have (authapp's, or one the product registered on it).
+ScopeName = Annotated[str, StringConstraints(max_length=63), AfterValidator(_known_scope)]
+ScopeList = Annotated[
+    list[ScopeName],
+    Field(max_length=MAX_SCOPES),
+    AfterValidator(_no_more_scopes_than_exist),
+]

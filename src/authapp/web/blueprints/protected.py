@@ -15,7 +15,6 @@ from werkzeug.datastructures import MultiDict
 
 from ...accounts import lifecycle, registration, sessions, tokens
 from ...accounts.passwords import MAX_PASSWORD_LENGTH
-from ...accounts.tokens import SCOPE_DESCRIPTIONS
 from ...errors import APIError, ErrorDetail
 from ...models.api_tokens import ApiToken
 from ...state import state
@@ -26,7 +25,7 @@ from ..features import SwitchedBlueprint, feature
 from ..guards import auth_required, signed_in_session
 from ..limits import EMAIL_CHANGE_LIMITS, PASSWORD_CHANGE_LIMITS, WRITE_LIMITS
 from ..pages import mismatch, render_form, send_to_reauth, send_to_sign_in
-from ..schemas import MAX_SCOPES, DisplayName, Email, Password, ScopeName, TokenName
+from ..schemas import DisplayName, Email, Password, ScopeList, TokenName
 from ..signing import public_base_url
 
 bp = SwitchedBlueprint("protected", __name__)
@@ -321,7 +320,7 @@ async def _tokens_page(
         message=message,
         created=created,
         tokens=await tokens.list_api_tokens(app_state.db, await signed_in_session()),
-        scopes=SCOPE_DESCRIPTIONS,
+        scopes=app_state.scopes.described(),
         chosen_scopes=form.getlist("scopes"),
         lifetimes=[days for days in lifetimes if days <= settings.token_max_lifetime_days],
         chosen_lifetime=form.get("expires_in_days", str(settings.token_lifetime_days)),
@@ -341,9 +340,7 @@ class TokenForm(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: TokenName
-    scopes: list[ScopeName] = Field(
-        default_factory=list, validate_default=True, max_length=MAX_SCOPES
-    )
+    scopes: ScopeList = Field(default_factory=list, validate_default=True)
     expires_in_days: int | None = None
 
     @field_validator("scopes", mode="before")
@@ -371,6 +368,7 @@ async def create_token(data: TokenForm) -> ResponseReturnValue:
         created = await tokens.create_api_token(
             app_state.db, app_state.settings, await signed_in_session(),
             name=data.name, scopes=data.scopes, expires_in_days=data.expires_in_days,
+            known=app_state.scopes,
         )  # fmt: skip
     except APIError as error:
         if error.code == "TOKEN_NAME_TAKEN":

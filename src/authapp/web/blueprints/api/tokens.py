@@ -22,7 +22,7 @@ from ...guards import auth_required, signed_in_session
 from ...limits import (
     WRITE_LIMITS,
 )
-from ...schemas import MAX_SCOPES, NoContent, ScopeName, TokenName
+from ...schemas import NoContent, ScopeList, TokenName
 from .blueprint import bp
 
 
@@ -30,7 +30,7 @@ class TokenCreateIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     name: TokenName
-    scopes: list[ScopeName] = Field(min_length=1, max_length=MAX_SCOPES)
+    scopes: ScopeList = Field(min_length=1)
     expires_in_days: int | None = Field(
         default=None,
         description="1 to AUTHAPP_TOKEN_MAX_LIFETIME_DAYS (365); "
@@ -75,6 +75,7 @@ async def create_token(data: TokenCreateIn) -> tuple[TokenCreatedOut, int]:
     created, token = await tokens.create_api_token(
         app_state.db, app_state.settings, await signed_in_session(),
         name=data.name, scopes=data.scopes, expires_in_days=data.expires_in_days,
+        known=app_state.scopes,
     )  # fmt: skip
     listed = TokenOut.model_validate(created, from_attributes=True)
     return TokenCreatedOut(**listed.model_dump(), token=token), 201
