@@ -59,7 +59,9 @@ async def test_another_app_does_not_have_it(
     assert refused.status_code == 400
     detail = (await refused.get_json())["details"][0]
     assert detail["field"] == "scopes.0"
-    assert "Unknown scope" in detail["message"]
+    assert detail["message"] == (
+        "Input should be 'profile:read', 'profile:write', 'sessions:read' or 'sessions:write'"
+    )
 
 
 async def test_an_app_will_not_serve_a_route_whose_scope_it_lacks(

@@ -75,7 +75,10 @@ class Scopes:
     def check(self, name: str) -> Scope:
         """`name`, or a ValueError (a validation error of the field that named it)."""
         if name not in self._described:
-            raise ValueError(f"Unknown scope. Choose from: {', '.join(self._described)}.")
+            # As pydantic words a wrong choice, which this was when the scopes were fixed.
+            quoted = [f"'{known}'" for known in self._described]
+            choices = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+            raise ValueError(f"Input should be {choices}")
         return name
 
     def __len__(self) -> int:
