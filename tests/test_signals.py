@@ -129,21 +129,21 @@ async def revoke_token(app: Quart, mailbox: Mailbox) -> None:
     assert (await client.delete(f"/api/tokens/{token_id}")).status_code == 204
 
 
-async def deactivate(app: Quart, mailbox: Mailbox) -> None:
+async def switch(app: Quart, active: bool) -> None:
     state = app_state(app)
     async with app.app_context():
-        change = await admin.set_active(state.db, state.settings, EMAIL, False)
+        change = await admin.set_active(state.db, state.settings, EMAIL, active)
     assert change is not None
     assert change.changed
+
+
+async def deactivate(app: Quart, mailbox: Mailbox) -> None:
+    await switch(app, False)
 
 
 async def activate(app: Quart, mailbox: Mailbox) -> None:
-    await deactivate(app, mailbox)
-    state = app_state(app)
-    async with app.app_context():
-        change = await admin.set_active(state.db, state.settings, EMAIL, True)
-    assert change is not None
-    assert change.changed
+    await switch(app, False)
+    await switch(app, True)
 
 
 async def delete_account(app: Quart, mailbox: Mailbox) -> None:
