@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import get_args
-
-from quart_db import Connection
 
 from ..config import Settings
 from ..infra import clock
 from ..infra.database import Database
 from ..infra.hashing import PasswordHashing
-from ..models.api_tokens import delete_api_tokens_of_user
-from ..models.email_tokens import Purpose, update_email_tokens_used
 from ..models.users import (
     User,
     select_user_by_email_key,
@@ -92,7 +87,10 @@ async def set_active(
             return ActiveChange(user, changed=False)
         now = clock.utcnow()
         await update_user_active(connection, user.id, active, now)
-        sessions, tokens = await _revoke_credentials(connection, settings, user)
+        revoked = await credentials_changed(
+            connection, settings, user.id, keep_session=None, everything=True
+        )
+        sessions, tokens = revoked.sessions, revoked.tokens
         await audit.record(
             connection,
             user.id,
@@ -105,16 +103,3 @@ async def set_active(
         user.id, "reactivated" if active else "deactivated", sessions, tokens,
     )  # fmt: skip
     return ActiveChange(user, changed=True, sessions_revoked=sessions, tokens_revoked=tokens)
-
-
-async def _revoke_credentials(
-    connection: Connection, settings: Settings, user: User
-) -> tuple[int, int]:
-    """End everything a change of credentials ends (sessions, reset links, pending address
-    changes, trusted devices: see credentials.py), and beyond it every API token whatever
-    AUTHAPP_REVOKE_TOKENS_ON_PASSWORD_CHANGE says and every other mailed link (a link of before
-    would otherwise act after a reactivation); return how many sessions and tokens ended."""
-    revoked = await credentials_changed(connection, settings, user.id, keep_session=None)
-    tokens = revoked.tokens + await delete_api_tokens_of_user(connection, user.id)
-    await update_email_tokens_used(connection, user.id, get_args(Purpose), clock.utcnow())
-    return revoked.sessions, tokens

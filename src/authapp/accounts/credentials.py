@@ -9,13 +9,14 @@ would hand them the account, or a reset link: all of them end here, so no path f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 from uuid import UUID
 
 from quart_db import Connection
 
 from ..config import Settings
 from ..models.api_tokens import delete_api_tokens_of_user
-from ..models.email_tokens import update_email_tokens_used
+from ..models.email_tokens import Purpose, update_email_tokens_used
 from ..models.sessions import update_other_sessions_revoked, update_sessions_revoked_of_user
 from ..models.users import update_user_security_stamp
 from .sessions import liveness
@@ -29,22 +30,30 @@ class Revoked:
 
 
 async def credentials_changed(
-    connection: Connection, settings: Settings, user_id: UUID, *, keep_session: bytes | None
+    connection: Connection,
+    settings: Settings,
+    user_id: UUID,
+    *,
+    keep_session: bytes | None,
+    everything: bool = False,
 ) -> Revoked:
     """End every session of the user (but `keep_session`, the one making the change), every
     outstanding reset link and pending change of address, the API tokens (unless
     AUTHAPP_REVOKE_TOKENS_ON_PASSWORD_CHANGE is off: scripts hold them) and the trust of every
-    device; return what ended."""
+    device; return what ended. `everything` (an operator switching the account off or on)
+    takes every token and every mailed link too, whatever the setting: none of before may act
+    after a reactivation."""
     live = liveness(settings)
     if keep_session is None:
         sessions = await update_sessions_revoked_of_user(connection, user_id, live.now)
     else:
         sessions = await update_other_sessions_revoked(connection, user_id, keep_session, live)
-    await update_email_tokens_used(
-        connection, user_id, ("reset_password", "change_email"), live.now
+    purposes: tuple[Purpose, ...] = (
+        get_args(Purpose) if everything else ("reset_password", "change_email")
     )
+    await update_email_tokens_used(connection, user_id, purposes, live.now)
     tokens = 0
-    if settings.revoke_tokens_on_password_change:
+    if everything or settings.revoke_tokens_on_password_change:
         tokens = await delete_api_tokens_of_user(connection, user_id)
     stamp = await update_user_security_stamp(connection, user_id)
     return Revoked(sessions, tokens, stamp)

@@ -46,10 +46,15 @@ async def client_address_key() -> str:
     return f"ip:{request.remote_addr or 'unknown'}"
 
 
-async def _named_account() -> str | None:
-    """The key digest of the address a body names (sign-in, recovery, registration), or None
-    when it names no valid address: such a request spends only its client's budgets. Read
-    once per request; a body that cannot be parsed names nothing (the view says why)."""
+# An account a request is about: the key digest of its address, and the device this client
+# presents for it (devices.py), if any.
+Who = tuple[str, devices.Device | None]
+
+
+async def _named() -> Who | None:
+    """The address a body names (sign-in, recovery, registration), or None when it names no
+    valid address: such a request spends only its client's budgets. Read once per request; a
+    body that cannot be parsed names nothing (the view says why)."""
     if "_authapp_named" not in g:
         email: object = None
         try:
@@ -62,55 +67,54 @@ async def _named_account() -> str | None:
             email = None
         key = email_key(email) if isinstance(email, str) else None
         g._authapp_named = None if key is None else email_key_digest(key)
-    return cast(str | None, g._authapp_named)
+    digest = cast(str | None, g._authapp_named)
+    return None if digest is None else (digest, devices.for_account(digest))
 
 
-async def _signed_in_account() -> tuple[str, devices.Device | None] | None:
+async def _signed_in() -> Who | None:
     account = await current_account()
     if account is None:
         return None
     return email_key_digest(account.email_key), devices.for_user(account.user_id)
 
 
-async def untrusted_named_account_key() -> str | None:
-    """The account a body names, unless this client presents its device (see devices.py)."""
-    named = await _named_account()
-    if named is None or devices.for_account(named) is not None:
-        return None
-    return f"account:{named}"
+def _account_key(who: Callable[[], Awaitable[Who | None]], *, untrusted: bool) -> KeyFunction:
+    """The account's key; with `untrusted`, none when the client presents its device (the
+    device's budget stands in for the account's)."""
+
+    async def key() -> str | None:
+        found = await who()
+        if found is None or (untrusted and found[1] is not None):
+            return None
+        return f"account:{found[0]}"
+
+    return key
+
+
+def _device_key(who: Callable[[], Awaitable[Who | None]]) -> KeyFunction:
+    """The key of the device the client presents for the account, if it presents one."""
+
+    async def key() -> str | None:
+        found = await who()
+        if found is None or found[1] is None:
+            return None
+        return f"device:{found[1].device_id}"
+
+    return key
+
+
+untrusted_named_account_key = _account_key(_named, untrusted=True)
+named_device_key = _device_key(_named)
+# The signed-in account, keyed as its sign-ins are (so both draw on one budget).
+signed_in_account_key = _account_key(_signed_in, untrusted=False)
+untrusted_signed_in_account_key = _account_key(_signed_in, untrusted=True)
+signed_in_device_key = _device_key(_signed_in)
 
 
 async def client_and_untrusted_named_account_key() -> str | None:
     """This address asking about that account: a stranger elsewhere cannot spend it."""
     account = await untrusted_named_account_key()
     return None if account is None else f"{await client_address_key()}|{account}"
-
-
-async def named_device_key() -> str | None:
-    """This client's device, when it presents one for the account the body names."""
-    named = await _named_account()
-    device = None if named is None else devices.for_account(named)
-    return None if device is None else f"device:{device.device_id}"
-
-
-async def signed_in_account_key() -> str | None:
-    """The signed-in account, keyed as its sign-ins are (so both draw on one budget)."""
-    signed_in = await _signed_in_account()
-    return None if signed_in is None else f"account:{signed_in[0]}"
-
-
-async def untrusted_signed_in_account_key() -> str | None:
-    signed_in = await _signed_in_account()
-    if signed_in is None or signed_in[1] is not None:
-        return None
-    return f"account:{signed_in[0]}"
-
-
-async def signed_in_device_key() -> str | None:
-    signed_in = await _signed_in_account()
-    if signed_in is None or signed_in[1] is None:
-        return None
-    return f"device:{signed_in[1].device_id}"
 
 
 async def is_preflight() -> bool:

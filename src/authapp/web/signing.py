@@ -13,20 +13,20 @@ from quart_auth import (
     logout_user,
 )
 
+from ..accounts.credentials import Revoked
 from ..accounts.emails import email_key, email_key_digest
+from ..accounts.lifecycle import change_password
 from ..accounts.sessions import revoke_session, start_session
 from ..accounts.signin import authenticate
 from ..config import Settings
 from ..errors import APIError
 from ..infra.database import Database
+from ..models.sessions import SessionAccount
 from ..models.users import User
 from ..state import state
 from . import devices
 from .csrf import rotate_csrf_token
 from .guards import SessionUser
-
-# --- assembly ------------------------------------------------------------------------------
-
 
 # --- signing the current client in and out (shared by the JSON API and the pages) ---------
 
@@ -94,3 +94,19 @@ async def sign_out() -> None:
         await revoke_session(state().db, token)
     logout_user()
     rotate_csrf_token()
+
+
+async def change_password_here(
+    account: SessionAccount, *, current_password: str, new_password: str
+) -> Revoked:
+    """Change the password from this client's session (see lifecycle.change_password). Every
+    device's trust ended with the old password; this client proved both, so it is trusted
+    anew under the new security stamp."""
+    app_state = state()
+    revoked = await change_password(
+        app_state.db, app_state.hashing, app_state.settings, account,
+        current_password=current_password, new_password=new_password,
+        device=devices.trusted(account.user_id),
+    )  # fmt: skip
+    devices.remember_device(account.user_id, revoked.security_stamp, account.email_key)
+    return revoked

@@ -26,7 +26,7 @@ from ..guards import auth_required, signed_in_session
 from ..limits import EMAIL_CHANGE_LIMITS, PASSWORD_CHANGE_LIMITS, WRITE_LIMITS
 from ..pages import mismatch, render_form, send_to_reauth, send_to_sign_in
 from ..schemas import DisplayName, Email, Password, ScopeList, TokenName
-from ..signing import public_base_url
+from ..signing import change_password_here, public_base_url
 
 bp = SwitchedBlueprint("protected", __name__)
 bp.before_request(check_csrf)
@@ -144,24 +144,16 @@ class PasswordForm(BaseModel):
 async def change_password(data: PasswordForm) -> ResponseReturnValue:
     if data.new_password != data.new_password_confirm:
         return await _account_page(status=400, errors=mismatch("new_password_confirm"))
-    app_state = state()
-    account = await signed_in_session()
     try:
-        revoked = await lifecycle.change_password(
-            app_state.db,
-            app_state.hashing,
-            app_state.settings,
-            account,
+        revoked = await change_password_here(
+            await signed_in_session(),
             current_password=data.current_password,
             new_password=data.new_password,
-            device=devices.trusted(account.user_id),
         )
     except APIError as error:
         if error.status != 400:
             raise
         return await _account_page(status=400, errors=error.details)
-    # Every device's trust ended with the old password; this one proved both.
-    devices.remember_device(account.user_id, revoked.security_stamp, account.email_key)
     message = "Your password is changed."
     if revoked.sessions:
         message += f" {_signed_out(revoked.sessions)}"

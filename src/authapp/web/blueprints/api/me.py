@@ -31,7 +31,7 @@ from ...limits import (
     WRITE_LIMITS,
 )
 from ...schemas import DisplayName, Email, NoContent, Password
-from ...signing import public_base_url
+from ...signing import change_password_here, public_base_url
 from .blueprint import MessageOut, UserOut, bp
 
 
@@ -92,19 +92,11 @@ async def change_password(data: PasswordChangeIn) -> tuple[str, int]:
     count against the account's sign-in limit (AUTHAPP_LOGIN_RATE_LIMIT_ACCOUNT). Needs a
     fresh sign-in: 401 `REAUTH_REQUIRED` (see `POST /api/auth/reauth`).
     """
-    app_state = state()
-    account = await signed_in_session()
-    revoked = await lifecycle.change_password(
-        app_state.db,
-        app_state.hashing,
-        app_state.settings,
-        account,
+    await change_password_here(
+        await signed_in_session(),
         current_password=data.current_password,
         new_password=data.new_password,
-        device=devices.trusted(account.user_id),
     )
-    # Every device's trust ended with the old password; this one proved both.
-    devices.remember_device(account.user_id, revoked.security_stamp, account.email_key)
     return "", 204
 
 
