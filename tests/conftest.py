@@ -97,7 +97,8 @@ async def app(
     async with app.test_app():
         async with app_state(app).db.connection() as connection:
             await connection.execute(
-                "TRUNCATE users, sessions, email_tokens, api_tokens, security_events"
+                "TRUNCATE users, sessions, email_tokens, api_tokens, security_events, mfa_totp, "
+                "mfa_recovery_codes, pending_sign_ins"
             )
         yield app
 

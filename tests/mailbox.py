@@ -112,6 +112,10 @@ class Mailbox:
     def received(self) -> list[Received]:
         return self._handler.received()
 
+    def clear(self) -> None:
+        """Forget what arrived so far (a test about the mail a later step sends)."""
+        self._handler.clear()
+
     @property
     def messages(self) -> list[EmailMessage]:
         return [received.message for received in self.received]

@@ -284,7 +284,7 @@ async def test_a_serving_app_sweeps_by_itself(
     monkeypatch.setattr(audit, "SWEEP_EVERY", 0.05)
     app = create_app(settings_for(database_url, tmp_path, SMTP_URL=smtp_server.url))
     async with app.test_app():
-        await execute(app, "TRUNCATE users, sessions, email_tokens, api_tokens, security_events")
+        await execute(app, "TRUNCATE users CASCADE")
         await execute(
             app,
             """INSERT INTO users (email, email_key, password_hash, display_name)

@@ -32,6 +32,7 @@ from .infra.workers import exit_worker_with_parent
 from .state import AppState, state
 from .web.blueprints import api, auth, dev, docs, health, protected
 from .web.csrf import check_api_origin, check_csrf
+from .web.enrolment import enforce_mfa_enrolment
 from .web.errors import documents_errors, register_error_handlers
 from .web.guards import (
     auth_required,
@@ -135,6 +136,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
             )
 
     app.before_request(refuse_oversized_headers)
+    if settings.mfa_required:  # off, not even a hook runs
+        app.before_request(enforce_mfa_enrolment)
     app.after_request(add_security_headers)
     # Every line logged while serving a request carries its id; events know its client.
     app.asgi_app = RequestContextMiddleware(app.asgi_app)  # type: ignore[method-assign]

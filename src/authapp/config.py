@@ -63,6 +63,7 @@ class Settings:
     pages: bool = True
     secret_key: str | None = None
     secret_key_fallbacks: tuple[str, ...] = ()
+    encryption_keys: tuple[str, ...] = ()
     database_url: str | None = None
     instance_path: str = "instance"
     db_pool_min_size: int = 1
@@ -118,6 +119,8 @@ class Settings:
     lockout_max_delay: int = 3600
     security_event_retention_days: int = 90
     extra_migrations: str | None = None
+    mfa_required: bool = False
+    mfa_issuer: str = "authapp"
 
     @property
     def secure_cookies(self) -> bool:
@@ -130,6 +133,11 @@ class Settings:
     def session_cookie_name(self) -> str:
         # The __Host- prefix makes browsers insist on Secure, Path=/ and no Domain.
         return "__Host-authapp_session" if self.secure_cookies else "authapp_session"
+
+    @property
+    def mfa_cookie_name(self) -> str:
+        # The sign-in waiting for its second factor (a reference to a server-side row).
+        return "__Host-authapp_mfa" if self.secure_cookies else "authapp_mfa"
 
     @property
     def csrf_cookie_name(self) -> str:

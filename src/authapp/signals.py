@@ -56,6 +56,15 @@ token_revoked = namespace.signal("token_revoked", doc="An API token was revoked.
 account_deactivated = namespace.signal("account_deactivated", doc="An operator deactivated it.")
 account_activated = namespace.signal("account_activated", doc="An operator reactivated it.")
 account_deleted = namespace.signal("account_deleted", doc="The account was deleted.")
+mfa_enabled = namespace.signal("mfa_enabled", doc="A second factor was turned on.")
+mfa_disabled = namespace.signal("mfa_disabled", doc="A second factor was turned off.")
+recovery_codes_regenerated = namespace.signal(
+    "recovery_codes_regenerated", doc="A new set of recovery codes replaced the old one."
+)
+recovery_code_used = namespace.signal("recovery_code_used", doc="A recovery code was used.")
+mfa_failed = namespace.signal(
+    "mfa_failed", doc="A wrong (or, on a locked account, unchecked) second factor was given."
+)
 
 
 @dataclass(frozen=True)

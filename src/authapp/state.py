@@ -12,6 +12,7 @@ from .accounts.sessions import SessionLookups
 from .accounts.tokens import Scopes, TokenLookups
 from .config import Settings
 from .infra.database import Database
+from .infra.encryption import Encryption
 from .infra.hashing import PasswordHashing
 
 
@@ -22,6 +23,7 @@ class AppState:
     hashing: PasswordHashing
     sessions: SessionLookups
     tokens: TokenLookups
+    encryption: Encryption
     scopes: Scopes = field(default_factory=Scopes)  # authapp's, and a product's (register_scope)
 
 

@@ -57,6 +57,11 @@ EventKind = Literal[
     "token_revoked",
     "account_deactivated",
     "account_activated",
+    "mfa_enabled",
+    "mfa_disabled",
+    "recovery_codes_regenerated",
+    "recovery_code_used",
+    "mfa_failed",
 ]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 SWEEP_EVERY = 3600  # seconds at most between sweeps; at random from half that, so workers spread
@@ -81,6 +86,11 @@ SIGNALS: dict[EventKind, NamedSignal] = {
     "token_revoked": signals.token_revoked,
     "account_deactivated": signals.account_deactivated,
     "account_activated": signals.account_activated,
+    "mfa_enabled": signals.mfa_enabled,
+    "mfa_disabled": signals.mfa_disabled,
+    "recovery_codes_regenerated": signals.recovery_codes_regenerated,
+    "recovery_code_used": signals.recovery_code_used,
+    "mfa_failed": signals.mfa_failed,
 }
 
 

@@ -69,6 +69,7 @@ async def start_session(
     ip: str | None,
     user_agent: str | None,
     replaces: str | None = None,
+    amr: tuple[str, ...] = ("pwd",),
 ) -> str:
     """Create a session and return its token; the token is shown once and never stored.
 
@@ -91,9 +92,10 @@ async def start_session(
             ip=clean_ip(ip),
             user_agent=(user_agent or "")[:MAX_USER_AGENT] or None,
             replaces=None if replaces is None else token_id(replaces),
+            amr=list(amr),
         )
         # The statement wrote the login_succeeded event with the session.
-        audit.recorded(user_id, "login_succeeded", now=live.now, remember=remember)
+        audit.recorded(user_id, "login_succeeded", now=live.now, remember=remember, amr=list(amr))
     return token
 
 
@@ -160,6 +162,7 @@ class SessionInfo:
     remember: bool
     expires_at: datetime
     current: bool
+    amr: list[str]
 
 
 async def list_sessions(
@@ -179,6 +182,7 @@ async def list_sessions(
             remember=row.remember,
             expires_at=row.expires_at,
             current=row.public_id == current,
+            amr=row.amr,
         )
         for row in rows
     ]

@@ -7,6 +7,7 @@ import logging
 import random
 import time
 from collections import deque
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -26,6 +27,7 @@ from ..models.users import (
     User,
     update_user_attempt_counted_by_email_key,
     update_user_attempt_counted_by_id,
+    update_user_attempt_uncounted,
     update_user_attempts_cleared,
     update_user_password_hash,
 )
@@ -45,6 +47,14 @@ def invalid_credentials() -> APIError:
     return APIError(401, "INVALID_CREDENTIALS", "Email or password is wrong.")
 
 
+@dataclass(frozen=True)
+class PasswordProved:
+    user: User
+    # Then the password alone signs nobody in: the second factor must follow, and only it
+    # forgives the failures before (so knowing the password buys no fresh run of codes).
+    has_second_factor: bool
+
+
 async def authenticate(
     db: Database,
     hashing: PasswordHashing,
@@ -53,7 +63,7 @@ async def authenticate(
     email: str,
     password: str,
     device: TrustedDevice | None = None,
-) -> User:
+) -> PasswordProved:
     """Return the active user with this email and password, or raise INVALID_CREDENTIALS.
 
     Unknown emails verify a dummy hash, so the answer takes as long either way. A locked
@@ -71,7 +81,7 @@ async def authenticate(
     if key is not None:
         async with db.connection() as connection:
             found = await update_user_attempt_counted_by_email_key(
-                connection, key, now=clock.utcnow(), lockout=_lockout(settings), device=device
+                connection, key, now=clock.utcnow(), lockout=lockout_of(settings), device=device
             )
     if found is None:
         await _verify(hashing, None, password)
@@ -79,12 +89,16 @@ async def authenticate(
     user, attempt = found.user, found.attempt
     if attempt is None and not found.trusted:
         await _wait_as_long_as_a_verification(hashing, password)
-        after_answer(_record_failure, db, settings, found, "login_failed")
+        after_answer(record_failure, db, settings, found, "login_failed")
         raise invalid_credentials()
     if not await _verify(hashing, user.password_hash, password):
-        after_answer(_record_failure, db, settings, found, "login_failed")
+        after_answer(record_failure, db, settings, found, "login_failed")
         raise invalid_credentials()
-    await _forgive_failures(db, user.id, trusted=found.trusted)
+    if not found.has_second_factor:
+        await forgive_failures(db, user.id, trusted=found.trusted)
+    elif attempt is not None:
+        async with db.connection() as connection:
+            await update_user_attempt_uncounted(connection, user.id, lockout_of(settings))
     if not user.is_active:
         raise invalid_credentials()
     attempts.proved()
@@ -93,10 +107,10 @@ async def authenticate(
         async with db.connection() as connection:
             await update_user_password_hash(connection, user.id, new_hash, clock.utcnow())
         log.info("upgraded the password hash of user %s", user.id)
-    return user
+    return PasswordProved(user, found.has_second_factor)
 
 
-async def _forgive_failures(db: Database, user_id: UUID, *, trusted: bool) -> None:
+async def forgive_failures(db: Database, user_id: UUID, *, trusted: bool) -> None:
     """The right password forgives the failures before it; on a trusted device only while the
     account is not locked, so the owner signing in elsewhere does not hand whoever locked it
     a fresh run of guesses."""
@@ -128,19 +142,19 @@ async def check_current_password(
             connection,
             account.user_id,
             now=clock.utcnow(),
-            lockout=_lockout(settings),
+            lockout=lockout_of(settings),
             device=device,
         )
     if found is None:
         raise _wrong_password(field)
     user, attempt = found.user, found.attempt
     if attempt is None and not found.trusted:
-        await _record_failure(db, settings, found, "password_check_failed")
+        await record_failure(db, settings, found, "password_check_failed")
         raise account_locked(user.locked_until, settings)
     if not await _verify(hashing, user.password_hash, normalize_password(password)):
-        await _record_failure(db, settings, found, "password_check_failed")
+        await record_failure(db, settings, found, "password_check_failed")
         raise _wrong_password(field)
-    await _forgive_failures(db, user.id, trusted=found.trusted)
+    await forgive_failures(db, user.id, trusted=found.trusted)
     attempts.proved()
     return user
 
@@ -155,7 +169,7 @@ def _wrong_password(field: str) -> APIError:
 # count), so a burst of concurrent guesses cannot slip past a lock while the first ones hash.
 
 
-def _lockout(settings: Settings) -> Lockout:
+def lockout_of(settings: Settings) -> Lockout:
     return Lockout(settings.lockout_threshold, settings.lockout_delay, settings.lockout_max_delay)
 
 
@@ -178,16 +192,20 @@ async def _wait_as_long_as_a_verification(hashing: PasswordHashing, password: st
     await asyncio.sleep(random.choice(_VERIFY_SECONDS))  # noqa: S311 (a delay, not a secret)
 
 
-async def _record_failure(
-    db: Database, settings: Settings, found: CountedAttempt, kind: audit.EventKind
+async def record_failure(
+    db: Database,
+    settings: Settings,
+    found: CountedAttempt,
+    kind: audit.EventKind,
+    wrong: str = "wrong_password",
 ) -> None:
-    """Record a wrong password (or one refused unchecked as the account was locked); when it
-    locked the account, record that too, and at the start of a lockout (the first lock since
-    the last success) tell the owner by mail."""
+    """Record a wrong password or second factor (`wrong` says which; or one refused unchecked
+    as the account was locked); when it locked the account, record that too, and at the start
+    of a lockout (the first lock since the last success) tell the owner by mail."""
     user, attempt = found.user, found.attempt
     locked_until = attempt.locked_until if attempt else None
     unchecked = attempt is None and not found.trusted
-    details: dict[str, object] = {"reason": "locked" if unchecked else "wrong_password"}
+    details: dict[str, object] = {"reason": "locked" if unchecked else wrong}
     if found.trusted:
         details["trusted_device"] = True
     async with db.transaction() as connection:

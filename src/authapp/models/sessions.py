@@ -47,6 +47,7 @@ class SessionAccount(Account):
     expires_at: datetime
     remember: bool
     authenticated_at: datetime
+    amr: list[str]  # how it was signed in (RFC 8176): "pwd", then "otp" or "recovery"
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class SessionRow:
     user_agent: str | None
     remember: bool
     expires_at: datetime
+    amr: list[str]
 
 
 async def select_live_session_accounts(
@@ -79,7 +81,7 @@ async def select_live_session_accounts(
             ), live AS (
                 SELECT s.id AS session_id, s.public_id AS session_public_id,
                        s.created_at AS session_created_at, s.expires_at, s.remember,
-                       s.authenticated_at, s.last_seen_at, asked.ip AS asked_ip,
+                       s.authenticated_at, s.amr, s.last_seen_at, asked.ip AS asked_ip,
                        {ACCOUNT_COLUMNS}
                   FROM asked
                   JOIN sessions s ON s.id = asked.id
@@ -108,7 +110,7 @@ async def select_live_sessions_of_user(
     rows = await db.fetch_all(
         f"""SELECT s.public_id, s.created_at, s.last_seen_at, host(s.ip) AS ip,
                    host(coalesce(s.last_seen_ip, s.ip)) AS last_seen_ip, s.user_agent,
-                   s.remember, s.expires_at
+                   s.remember, s.expires_at, s.amr
               FROM sessions s
              WHERE s.user_id = :user_id AND {_LIVE}
           ORDER BY s.last_seen_at DESC, s.created_at DESC""",  # noqa: S608
@@ -128,6 +130,7 @@ async def insert_session_signed_in(
     ip: str | None,
     user_agent: str | None,
     replaces: bytes | None,
+    amr: list[str],
 ) -> None:
     """A sign-in, in one statement (so atomic, and one round trip): the new session; the
     session it replaces revoked and the user's dead ones dropped (they serve nobody, and the
@@ -148,12 +151,13 @@ async def insert_session_signed_in(
             ), event AS (
                 INSERT INTO security_events (user_id, kind, created_at, ip, user_agent, details)
                      VALUES (:user_id, 'login_succeeded', :now, CAST(:ip AS inet), :user_agent,
-                             CAST('{{}}' AS jsonb))
+                             jsonb_build_object('amr', CAST(:amr AS text[])))
             )
             INSERT INTO sessions (id, user_id, created_at, last_seen_at, authenticated_at,
-                                  expires_at, remember, ip, last_seen_ip, user_agent)
+                                  expires_at, remember, ip, last_seen_ip, user_agent, amr)
                  VALUES (:id, :user_id, :now, :now, :now, :expires_at, :remember,
-                         CAST(:ip AS inet), CAST(:ip AS inet), :user_agent)""",  # noqa: S608
+                         CAST(:ip AS inet), CAST(:ip AS inet), :user_agent,
+                         CAST(:amr AS text[]))""",  # noqa: S608
         live.values(
             id=session_id,
             user_id=user_id,
@@ -162,6 +166,7 @@ async def insert_session_signed_in(
             ip=ip,
             user_agent=user_agent,
             replaces=replaces,
+            amr=amr,
         ),
     )
 

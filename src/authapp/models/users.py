@@ -9,6 +9,8 @@ from uuid import UUID
 import asyncpg
 from quart_db import Connection
 
+from .mfa import HAS_SECOND_FACTOR
+
 # A CTE that turns off waiting for the disk at this statement's commit, for writes that a
 # crash may lose (counts, "last seen" marks) on paths whose speed matters. It only takes
 # effect where a FROM names it: PostgreSQL runs an unreferenced SELECT in WITH not at all.
@@ -50,12 +52,14 @@ class Account:
     last_login_at: datetime | None
     previous_login_at: datetime | None
     previous_login_ip: str | None
+    has_second_factor: bool  # now, not when the credential was granted (MFA_REQUIRED asks)
 
 
 # The columns of Account, for queries that join users as `u` to the credential they resolve.
-ACCOUNT_COLUMNS = """u.id AS user_id, u.email, u.email_key, u.display_name, u.email_verified_at,
-                     u.created_at, u.last_login_at, u.previous_login_at,
-                     host(u.previous_login_ip) AS previous_login_ip"""
+ACCOUNT_COLUMNS = f"""u.id AS user_id, u.email, u.email_key, u.display_name, u.email_verified_at,
+                      u.created_at, u.last_login_at, u.previous_login_at,
+                      host(u.previous_login_ip) AS previous_login_ip,
+                      {HAS_SECOND_FACTOR} AS has_second_factor"""
 
 
 async def select_user_by_email_key(db: Connection, email_key: str) -> User | None:
@@ -145,6 +149,9 @@ class CountedAttempt:
     # None: nothing was counted, because the account is locked or the device is trusted.
     attempt: Attempt | None
     trusted: bool  # the device cookie names this user and their current security stamp
+    # A right password alone does not sign them in (read in the same statement, so a wrong
+    # password costs the same whether or not the account has one).
+    has_second_factor: bool
 
 
 async def update_user_attempt_counted_by_email_key(
@@ -195,8 +202,9 @@ async def _count_attempt(
         f"""WITH {QUICK_COMMIT}, target AS (
                 SELECT {_COLUMNS},
                        (id = CAST(:device_user AS uuid)
-                        AND security_stamp = CAST(:device_stamp AS uuid)) IS TRUE AS trusted
-                  FROM users, quick_commit WHERE {where}
+                        AND security_stamp = CAST(:device_stamp AS uuid)) IS TRUE AS trusted,
+                       {HAS_SECOND_FACTOR} AS has_second_factor
+                  FROM users u, quick_commit WHERE {where}
             ), counted AS (
                 UPDATE users u
                    SET failed_logins = u.failed_logins + 1,
@@ -225,8 +233,23 @@ async def _count_attempt(
     failed_logins = values.pop("attempt_failed_logins")
     locked_until = values.pop("attempt_locked_until")
     trusted = values.pop("trusted")
+    has_second_factor = values.pop("has_second_factor")
     attempt = None if failed_logins is None else Attempt(failed_logins, locked_until)
-    return CountedAttempt(User(**values), attempt, trusted)
+    return CountedAttempt(User(**values), attempt, trusted, has_second_factor)
+
+
+async def update_user_attempt_uncounted(db: Connection, user_id: UUID, lockout: Lockout) -> None:
+    """Take back one counted attempt that proved right but forgives nothing: a password of an
+    account with a second factor, whose failures only the second factor forgives. Below the
+    threshold no lock can stand (only a count at the threshold locks), so it lifts any."""
+    await db.execute(
+        """UPDATE users
+              SET failed_logins = failed_logins - 1,
+                  locked_until = CASE WHEN failed_logins - 1 < :threshold THEN NULL
+                                      ELSE locked_until END
+            WHERE id = :id AND failed_logins > 0""",
+        {"id": user_id, "threshold": lockout.threshold},
+    )
 
 
 async def update_user_attempts_cleared(

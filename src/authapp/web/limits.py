@@ -290,5 +290,13 @@ EMAIL_CHANGE_LIMITS: list[RateLimit] = [
     *PASSWORD_CHANGE_LIMITS,
     ConfiguredLimit("mail_rate_limit_account", signed_in_account_key),
 ]
+
+
+# A second factor is tried as a password is: on the client's budget, given back when a code
+# proves right. Each wrong code also counts on the account's lockout (the rules), and the
+# pending sign-in dies after five tries; its password step spent the account's budget.
+MFA_LIMITS: list[RateLimit] = [
+    ConfiguredLimit("login_rate_limit_ip", client_address_key, give_back="if_proved"),
+]
 # Mailed tokens are unguessable; this only keeps a client from hammering the table.
 TOKEN_LIMITS: list[RateLimit] = [ConfiguredLimit("login_rate_limit_ip", client_address_key)]

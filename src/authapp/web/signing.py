@@ -5,14 +5,17 @@ answer."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from quart import current_app, request
+from quart import after_this_request, current_app, request
+from quart.typing import ResponseTypes
 from quart_auth import (
     current_user,
     login_user,
     logout_user,
 )
 
+from ..accounts import mfa, mfa_signin
 from ..accounts.credentials import Revoked
 from ..accounts.emails import email_key, email_key_digest
 from ..accounts.lifecycle import change_password
@@ -31,30 +34,87 @@ from .guards import SessionUser
 # --- signing the current client in and out (shared by the JSON API and the pages) ---------
 
 
-async def sign_in(email: str, password: str, *, remember: bool) -> User:
-    """Check the credentials, start a new session and hand its token to quart-auth's cookie.
+@dataclass(frozen=True)
+class SecondFactorRequired:
+    """The password proved right, and the account asks for its second factor next."""
+
+    methods: list[str]
+
+
+async def sign_in(email: str, password: str, *, remember: bool) -> User | SecondFactorRequired:
+    """Check the credentials, start a new session and hand its token to quart-auth's cookie;
+    or, for an account with a second factor, start a pending sign-in (its cookie, no session).
 
     The device cookie the client presents for this account, if any, lets the rules tell the
     owner's device from a stranger (see devices.py)."""
     app_state = state()
     key = email_key(email)
     device = None if key is None else devices.for_account(email_key_digest(key))
-    user = await authenticate(
+    proved = await authenticate(
         app_state.db, app_state.hashing, app_state.settings, email=email, password=password,
         device=None if device is None else device.trusted,
     )  # fmt: skip
+    user = proved.user
     if app_state.settings.require_verified_email and user.email_verified_at is None:
         # Only after the password checked out, so this reveals nothing to a stranger.
         raise APIError(
             403, "EMAIL_NOT_VERIFIED", "Verify your email address first: follow the link we sent."
         )
+    if proved.has_second_factor:
+        reference = await mfa_signin.begin_sign_in(
+            app_state.db, user, remember=remember, ip=request.remote_addr
+        )
+        _set_pending_cookie(reference)
+        return SecondFactorRequired(list(mfa.SIGN_IN_METHODS))
     await start_client_session(user, remember=remember)
     return user
 
 
-async def start_client_session(user: User, *, remember: bool) -> None:
+async def complete_sign_in(*, code: str | None, recovery_code: str | None) -> User:
+    """The second step of a sign-in: the code for the pending sign-in this client's cookie
+    names; the cookie goes either way once the pending sign-in is done or dead."""
+    app_state = state()
+    reference = request.cookies.get(app_state.settings.mfa_cookie_name)
+    try:
+        proved = await mfa_signin.complete_sign_in(
+            app_state.db, app_state.encryption, app_state.settings, reference, code=code,
+            recovery_code=recovery_code, device_of=devices.trusted,
+        )  # fmt: skip
+    except APIError as error:
+        if error.code == "MFA_PENDING_EXPIRED":
+            _set_pending_cookie(None)
+        raise
+    _set_pending_cookie(None)
+    await start_client_session(proved.user, remember=proved.remember, amr=("pwd", proved.method))
+    return proved.user
+
+
+def _set_pending_cookie(reference: str | None) -> None:
+    """Set the pending sign-in's cookie on the answer (None: clear it). Strict: only this
+    site's own second-step form sends it."""
+    settings = state().settings
+
+    @after_this_request
+    async def set_cookie(response: ResponseTypes) -> ResponseTypes:
+        if reference is None:
+            response.delete_cookie(
+                settings.mfa_cookie_name, path="/", secure=settings.secure_cookies,
+                httponly=True, samesite="Strict",
+            )  # fmt: skip
+        else:
+            response.set_cookie(
+                settings.mfa_cookie_name, reference,
+                max_age=int(mfa_signin.PENDING_LIFETIME.total_seconds()), path="/",
+                secure=settings.secure_cookies, httponly=True, samesite="Strict",
+            )  # fmt: skip
+        return response
+
+
+async def start_client_session(
+    user: User, *, remember: bool, amr: tuple[str, ...] = ("pwd",)
+) -> None:
     """Give the current client a new session of `user` (replacing any it had), and a device
-    cookie for them: it proved the password here."""
+    cookie for them: it proved its credentials here (`amr`: how)."""
     app_state = state()
     token = await start_session(
         app_state.db,
@@ -64,6 +124,7 @@ async def start_client_session(user: User, *, remember: bool) -> None:
         ip=request.remote_addr,
         user_agent=request.headers.get("User-Agent"),
         replaces=current_user.auth_id,
+        amr=amr,
     )
     login_user(SessionUser(token), remember=remember)
     rotate_csrf_token()  # a form token from before sign-in is worthless after it

@@ -3,7 +3,9 @@ address), confirming the password again."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import (
     document_response,
@@ -13,9 +15,10 @@ from quart_schema import (
     validate_response,
 )
 
-from ....accounts import lifecycle, signin
+from ....accounts import lifecycle, mfa_signin, signin
 from ....state import state
 from ... import devices
+from ...enrolment import enrolment_allowed
 from ...errors import documents_errors
 from ...features import feature
 from ...guards import auth_required, signed_in_session
@@ -27,7 +30,13 @@ from ...limits import (
     TOKEN_LIMITS,
 )
 from ...schemas import DisplayName, Email, LoginEmail, NoContent, Password
-from ...signing import mail_after_answer, public_base_url, sign_in, sign_out
+from ...signing import (
+    SecondFactorRequired,
+    mail_after_answer,
+    public_base_url,
+    sign_in,
+    sign_out,
+)
 from .blueprint import CHECK_INBOX, SENT_IF_KNOWN, SESSION_IF_ANY, MessageOut, UserOut, bp
 
 
@@ -80,25 +89,38 @@ class LoginIn(BaseModel):
     remember: bool = False
 
 
+class SecondFactorRequiredOut(BaseModel):
+    """The password was right; finish with POST /api/auth/mfa within 5 minutes."""
+
+    mfa_required: bool = True
+    methods: list[str]
+
+
 @bp.post("/auth/login")
 @rate_limit(limits=LOGIN_LIMITS)
 @tag(["auth"])
 @validate_request(LoginIn)
 @validate_response(UserOut, 200)
+@validate_response(SecondFactorRequiredOut, 202)
 @documents_errors(400, 401, 403, 413, 429)
-async def login(data: LoginIn) -> UserOut:
-    """Sign in: sets the session cookie.
+async def login(data: LoginIn) -> tuple[UserOut | SecondFactorRequiredOut, int]:
+    """Sign in: sets the session cookie, or asks for the second factor.
 
     `remember: true` makes the cookie outlive the browser session (AUTHAPP_REMEMBER_LIFETIME);
     otherwise it ends with the browser session and AUTHAPP_SESSION_LIFETIME on the server.
     401 `INVALID_CREDENTIALS` for a wrong email or password or an inactive account alike.
+    For an account with two-factor sign-in the answer is 202 with the `methods` it takes and
+    a pending sign-in's cookie (no session yet): send a code to POST /api/auth/mfa.
     """
-    user = await sign_in(data.email, data.password, remember=data.remember)
-    return UserOut.of(user)
+    signed_in = await sign_in(data.email, data.password, remember=data.remember)
+    if isinstance(signed_in, SecondFactorRequired):
+        return SecondFactorRequiredOut(methods=signed_in.methods), 202
+    return UserOut.of(signed_in), 200
 
 
 @bp.post("/auth/logout")
 @rate_exempt
+@enrolment_allowed
 @tag(["auth"])
 @security_scheme(SESSION_IF_ANY)
 @document_response(NoContent, 204)
@@ -211,29 +233,48 @@ async def confirm_email_change(data: TokenIn) -> tuple[str, int]:
 
 
 class ReauthIn(BaseModel):
+    """The password, or a code from the authenticator app (exactly one)."""
+
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    password: Password
+    password: Password | None = None
+    code: str | None = Field(default=None, max_length=32)
+
+    @model_validator(mode="after")
+    def exactly_one(self) -> Self:
+        if (self.password is None) == (self.code is None):
+            raise ValueError("give either password or code")
+        return self
 
 
 @bp.post("/auth/reauth")
 @rate_limit(limits=PASSWORD_CHANGE_LIMITS)
 @auth_required()
+@enrolment_allowed
 @tag(["auth"])
 @validate_request(ReauthIn)
 @document_response(NoContent, 204)
-@documents_errors(400, 401, 403, 429)
+@documents_errors(400, 401, 403, 409, 429)
 async def reauth(data: ReauthIn) -> tuple[str, int]:
-    """Prove the password again, so this session counts as a fresh sign-in.
+    """Prove the password (or a code from the app) again: this session counts as fresh.
 
     For AUTHAPP_FRESHNESS seconds this session may then change the password or the address,
-    delete the account, create tokens or sign out everywhere. 400 `WRONG_PASSWORD`; tries count
-    against the account's sign-in limit.
+    delete the account, create tokens, change second factors or sign out everywhere. 400
+    `WRONG_PASSWORD` or `MFA_CODE_INVALID`; 409 `MFA_NOT_ENABLED` for a code without an
+    authenticator. Tries count against the account's sign-in limit.
     """
     app_state = state()
     account = await signed_in_session()
-    await signin.reauthenticate(
-        app_state.db, app_state.hashing, app_state.settings, account, data.password,
-        device=devices.trusted(account.user_id),
-    )  # fmt: skip
+    device = devices.trusted(account.user_id)
+    if data.code is not None:
+        await mfa_signin.reauthenticate_with_code(
+            app_state.db, app_state.encryption, app_state.settings, account, data.code,
+            device=device,
+        )  # fmt: skip
+    else:
+        assert data.password is not None  # exactly_one
+        await signin.reauthenticate(
+            app_state.db, app_state.hashing, app_state.settings, account, data.password,
+            device=device,
+        )  # fmt: skip
     return "", 204

@@ -38,6 +38,10 @@ class SessionOut(BaseModel):
     remember: bool
     expires_at: datetime = Field(description="The absolute end; idling ends it sooner.")
     current: bool = Field(description="Whether this request came with this session.")
+    amr: list[str] = Field(
+        description="How it signed in (RFC 8176): pwd, then otp or recovery for a second factor.",
+        examples=[["pwd", "otp"]],
+    )
 
 
 class SessionsOut(BaseModel):
