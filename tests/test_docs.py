@@ -28,7 +28,8 @@ async def test_openapi_describes_the_api(client: Client) -> None:
         "/api/auth/confirm-email", "/api/auth/reauth", "/api/me", "/api/me/password",
         "/api/me/email", "/api/sessions", "/api/sessions/{session_id}",
         "/api/sessions/revoke-others", "/api/sessions/revoke-all", "/api/tokens",
-        "/api/tokens/{token_id}", "/api/me/events",
+        "/api/tokens/{token_id}", "/api/me/events", "/api/auth/mfa", "/api/me/mfa",
+        "/api/me/mfa/totp", "/api/me/mfa/totp/confirm", "/api/me/mfa/recovery-codes",
     }  # fmt: skip
     login = paths["/api/auth/login"]["post"]
     assert login["requestBody"]["content"]["application/json"]["schema"]
@@ -62,6 +63,11 @@ SECURITY = {
     ("/api/tokens", "post"): [SESSION],
     ("/api/tokens", "get"): [SESSION],
     ("/api/tokens/{token_id}", "delete"): [SESSION],
+    ("/api/me/mfa", "get"): [SESSION, {"bearerToken": ["profile:read"]}],
+    ("/api/me/mfa/totp", "post"): [SESSION],
+    ("/api/me/mfa/totp/confirm", "post"): [SESSION],
+    ("/api/me/mfa/totp", "delete"): [SESSION],
+    ("/api/me/mfa/recovery-codes", "post"): [SESSION],
 }
 
 

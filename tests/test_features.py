@@ -34,7 +34,9 @@ ALL_OPERATIONS = frozenset({
     ("/api/me/email", "post"), ("/api/me/events", "get"), ("/api/sessions", "get"),
     ("/api/sessions/{session_id}", "delete"), ("/api/sessions/revoke-others", "post"),
     ("/api/sessions/revoke-all", "post"), ("/api/tokens", "get"), ("/api/tokens", "post"),
-    ("/api/tokens/{token_id}", "delete"),
+    ("/api/tokens/{token_id}", "delete"), ("/api/auth/mfa", "post"), ("/api/me/mfa", "get"),
+    ("/api/me/mfa/totp", "post"), ("/api/me/mfa/totp/confirm", "post"),
+    ("/api/me/mfa/totp", "delete"), ("/api/me/mfa/recovery-codes", "post"),
 })  # fmt: skip
 REGISTRATION_OPERATIONS = {("/api/auth/register", "post")}
 TOKEN_OPERATIONS = {

@@ -394,3 +394,33 @@ async def test_wrong_codes_count_on_the_account_lockout(
     done = await client.post("/api/auth/mfa", json={"code": code_at(secret, clock.now)})
     assert done.status_code == 200
     assert await fetch_val(app, "SELECT failed_logins FROM users") == 0
+
+
+# The second-factor routes that need a fresh sign-in (tests/blueprints/test_api_sessions.py
+# walks the app for every fresh route), each with a body it could take.
+MFA_FRESH_ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
+    "api.start_totp": ("POST", "/api/me/mfa/totp", None),
+    "api.confirm_totp": ("POST", "/api/me/mfa/totp/confirm", {"code": "123456"}),
+    "api.regenerate_recovery_codes": ("POST", "/api/me/mfa/recovery-codes", None),
+    "api.disable_totp": ("DELETE", "/api/me/mfa/totp", {"code": "123456"}),
+}
+
+
+@pytest.mark.settings(RATE_LIMIT_ENABLED="false")
+@pytest.mark.parametrize("endpoint", MFA_FRESH_ROUTES)
+async def test_a_stale_session_changes_no_second_factor(
+    app: Quart, enrolled: tuple[Client, str, list[str]], clock: Clock, endpoint: str
+) -> None:
+    client, _, _ = enrolled
+    method, path, body = MFA_FRESH_ROUTES[endpoint]
+    clock.advance(minutes=16)
+    before = await fetch_val(app, "SELECT row(t.*)::text FROM mfa_totp t")
+    codes = await fetch_val(app, "SELECT string_agg(digest::text, ',') FROM mfa_recovery_codes")
+    response = await client.open(path, method=method, json=body)
+    assert response.status_code == 401
+    assert (await response.get_json())["code"] == "REAUTH_REQUIRED"
+    assert await fetch_val(app, "SELECT row(t.*)::text FROM mfa_totp t") == before
+    assert (
+        await fetch_val(app, "SELECT string_agg(digest::text, ',') FROM mfa_recovery_codes")
+        == codes
+    )

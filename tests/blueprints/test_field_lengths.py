@@ -40,6 +40,9 @@ def _max_length(annotation: Any, field: FieldInfo | None = None) -> int | None:
     for item in metadata:
         if isinstance(item, MaxLen) or getattr(item, "max_length", None) is not None:
             return int(item.max_length)
+        # Optional[Annotated[str, Field(...)]]: pydantic keeps the inner Field as it is.
+        if isinstance(item, FieldInfo) and (found := _max_length(None, item)) is not None:
+            return found
     for argument in typing.get_args(annotation):
         if (found := _max_length(argument)) is not None:
             return found
