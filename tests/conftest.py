@@ -29,6 +29,7 @@ pytest_plugins = ["tests.mailbox"]  # smtp_server and mailbox: a real SMTP serve
 
 PASSWORD = "correct horse battery staple"
 SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+ENCRYPTION_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI="  # a Fernet key: 32 bytes, base64
 ROOT = Path(__file__).resolve().parents[1]
 # Every table of account data, emptied before each test (whatever references users with it).
 EMPTY_TABLES = (
