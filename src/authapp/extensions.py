@@ -30,6 +30,7 @@ from .accounts.tokens import TokenLookups
 from .config import Settings
 from .infra.clients import device_name
 from .infra.database import AuthappDB, Database, migrations_path, skip_reset
+from .infra.encryption import Encryption
 from .infra.hashing import PasswordHashing
 from .infra.limit_stores import limiter_store
 from .state import AppState
@@ -148,7 +149,14 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
         threads=settings.hash_thread_count,
     )
     db = Database(quart_db, settings.db_pool_timeout)
-    app_state = AppState(settings, db, hashing, SessionLookups(db, settings), TokenLookups(db))
+    app_state = AppState(
+        settings,
+        db,
+        hashing,
+        SessionLookups(db, settings),
+        TokenLookups(db),
+        Encryption(settings.encryption_keys),
+    )
     app.extensions["authapp"] = app_state
 
     @app.before_serving
