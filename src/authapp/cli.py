@@ -255,7 +255,7 @@ def keys() -> None:
 def keys_rotate() -> None:
     """Re-encrypt every authenticator secret with the first key of AUTHAPP_ENCRYPTION_KEYS."""
     try:
-        count = in_app(lambda app: rotate_encryption_keys(app.db, app.encryption))
+        count = in_app(lambda state: rotate_encryption_keys(state.db, state.encryption))
     except UnreadableSecret as error:
         fail(str(error), 1)
     click.echo(
