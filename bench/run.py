@@ -33,6 +33,7 @@ from aiosmtpd.controller import Controller
 from argon2 import PasswordHasher
 
 from authapp.config import Settings
+from authapp.infra.encryption import generate_key
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -232,6 +233,7 @@ def server(
         **{key: value for key, value in os.environ.items() if not key.startswith("AUTHAPP_")},
         "AUTHAPP_ENV": "production",
         "AUTHAPP_SECRET_KEY": SECRET_KEY,
+        "AUTHAPP_ENCRYPTION_KEYS": generate_key(),
         "AUTHAPP_DATABASE_URL": database_url,
         "AUTHAPP_SMTP_URL": f"smtp+plain://{HOST}:{sink_port}",
         "AUTHAPP_BASE_URL": f"http://{HOST}:{port}",

@@ -29,7 +29,13 @@ pytest_plugins = ["tests.mailbox"]  # smtp_server and mailbox: a real SMTP serve
 
 PASSWORD = "correct horse battery staple"
 SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+ENCRYPTION_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI="  # a Fernet key: 32 bytes, base64
 ROOT = Path(__file__).resolve().parents[1]
+# Every table of account data, emptied before each test (whatever references users with it).
+EMPTY_TABLES = (
+    "TRUNCATE users, sessions, email_tokens, api_tokens, security_events, mfa_totp, "
+    "mfa_recovery_codes, pending_sign_ins"
+)
 
 
 def _with_database(url: str, name: str) -> str:
@@ -96,10 +102,7 @@ async def app(
     app = create_app(settings_for(database_url, tmp_path, **overrides))
     async with app.test_app():
         async with app_state(app).db.connection() as connection:
-            await connection.execute(
-                "TRUNCATE users, sessions, email_tokens, api_tokens, security_events, mfa_totp, "
-                "mfa_recovery_codes, pending_sign_ins"
-            )
+            await connection.execute(EMPTY_TABLES)
         yield app
 
 

@@ -19,7 +19,7 @@ from typing import IO
 import httpx
 import pytest
 
-from tests.conftest import ROOT, SECRET_KEY
+from tests.conftest import ENCRYPTION_KEY, ROOT, SECRET_KEY
 
 BIN = Path(sys.executable).parent
 
@@ -89,6 +89,7 @@ def hypercorn(
     port = free_port()
     env = clean_env(
         AUTHAPP_SECRET_KEY=SECRET_KEY,
+        AUTHAPP_ENCRYPTION_KEYS=ENCRYPTION_KEY,
         AUTHAPP_DATABASE_URL=database_url,
         AUTHAPP_INSTANCE_PATH=str(instance_path),
         AUTHAPP_SMTP_URL=smtp_url,

@@ -1,13 +1,15 @@
 """The `authapp` command, run as the real executable against the test database: users create
 (its refusals in the CLI's words, --verified, the verification mail), list, deactivate and
-activate; the rule by which a command finds the environment of `make run`; serve's start-up
-lines (the real server's are in test_serving)."""
+activate; keys rotate; the rule by which a command finds the environment of `make run`; serve's
+start-up lines (the real server's are in test_serving)."""
 
 from __future__ import annotations
 
 import logging
 import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from hypercorn.config import Config as HypercornConfig
@@ -15,7 +17,9 @@ from quart import Quart
 
 from authapp.cli import announce
 from authapp.config import development_instance, load_settings
-from tests.conftest import PASSWORD, ROOT
+from authapp.infra.encryption import DecryptionFailed, Encryption, generate_key
+from authapp.models.users import User
+from tests.conftest import PASSWORD, ROOT, execute, fetch_val
 from tests.mailbox import Mailbox, SmtpServer, drain
 from tests.servers import BIN, clean_env, free_port
 
@@ -206,6 +210,67 @@ async def test_deactivating_ends_every_session_and_token_and_activating_brings_n
         1,
         "authapp: error: no user has the email nobody@example.com\n",
     )
+
+
+async def store_totp_secret(app: Quart, user_id: UUID, secret_encrypted: str) -> None:
+    await execute(
+        app,
+        """INSERT INTO mfa_totp (user_id, secret_encrypted, created_at)
+           VALUES (:user_id, :secret, now())""",
+        {"user_id": user_id, "secret": secret_encrypted},
+    )
+
+
+async def test_keys_rotate_re_encrypts_every_secret_with_the_first_key(
+    app: Quart, env: dict[str, str], make_user: Callable[..., Awaitable[User]]
+) -> None:
+    old, new = generate_key(), generate_key()
+    plaintexts: dict[UUID, str] = {}
+    for number, under in enumerate((old, old, new)):  # one already under the new key
+        user = await make_user(f"user{number}@example.com")
+        plaintexts[user.id] = f"JBSWY3DPEHPK3PX{number}"
+        await store_totp_secret(app, user.id, Encryption([under]).encrypt(plaintexts[user.id]))
+
+    rotated = run_cli("keys", "rotate", env={**env, "AUTHAPP_ENCRYPTION_KEYS": f"{new},{old}"})
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout == (
+        "re-encrypted 3 authenticator secret(s) with the first key of AUTHAPP_ENCRYPTION_KEYS; "
+        "the other keys can now be removed\n"
+    )
+    for user_id, plaintext in plaintexts.items():
+        stored = await fetch_val(
+            app, "SELECT secret_encrypted FROM mfa_totp WHERE user_id = :id", {"id": user_id}
+        )
+        assert Encryption([new]).decrypt(stored) == plaintext  # the new key alone reads it
+        with pytest.raises(DecryptionFailed):
+            Encryption([old]).decrypt(stored)
+
+
+async def test_keys_rotate_stops_at_a_secret_no_key_decrypts_naming_its_user(
+    app: Quart, env: dict[str, str], make_user: Callable[..., Awaitable[User]]
+) -> None:
+    old, new, lost = generate_key(), generate_key(), generate_key()
+    readable = await make_user("readable@example.com")
+    unreadable = await make_user("unreadable@example.com")
+    await store_totp_secret(app, readable.id, Encryption([old]).encrypt("JBSWY3DPEHPK3PXP"))
+    await store_totp_secret(app, unreadable.id, Encryption([lost]).encrypt("JBSWY3DPEHPK3PXQ"))
+    before = await fetch_val(
+        app, "SELECT array_agg(secret_encrypted ORDER BY user_id) FROM mfa_totp"
+    )
+
+    refused = run_cli("keys", "rotate", env={**env, "AUTHAPP_ENCRYPTION_KEYS": f"{new},{old}"})
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr.splitlines()[-1] == (
+        "authapp: error: no key in AUTHAPP_ENCRYPTION_KEYS decrypts the authenticator secret of "
+        f"user {unreadable.id}: add the key it was encrypted with and run this again "
+        "(0 other secret(s) were re-encrypted)"
+    )
+    assert "Traceback" not in refused.stderr
+    # Both secrets share one batch, and so one transaction: nothing of it was written.
+    after = await fetch_val(
+        app, "SELECT array_agg(secret_encrypted ORDER BY user_id) FROM mfa_totp"
+    )
+    assert after == before
 
 
 def fake_embedded_instance(folder: Path) -> Path:

@@ -8,9 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from authapp.config import ConfigError, RateSpec, Settings, load_settings, with_development_secret
+from authapp import resolve_settings
+from authapp.config import (
+    ConfigError,
+    RateSpec,
+    Settings,
+    load_settings,
+    with_development_encryption_key,
+    with_development_secret,
+)
+from authapp.infra.encryption import Encryption
+from tests.conftest import ENCRYPTION_KEY
 
 GOOD_SECRET = "s" * 32
+OTHER_KEY = "b3RoZXItZW5jcnlwdGlvbi1rZXktMDEyMzQ1Njc4OWE="  # a Fernet key too
+SHORT_KEY = "c2hvcnQta2V5LW9mLTMxLWJ5dGVzLTAxMjM0NTY3OA=="  # base64 of 31 bytes
 
 
 def test_defaults_then_environment_then_mapping() -> None:
@@ -40,6 +52,7 @@ PRODUCTION = {
     "DATABASE_URL": "postgresql://db/x",
     "SMTP_URL": "smtps://mail.example.com",
     "BASE_URL": "https://auth.example.com",
+    "ENCRYPTION_KEYS": ENCRYPTION_KEY,
 }
 
 
@@ -82,6 +95,26 @@ PRODUCTION = {
         ({"AUTHAPP_ENV": "testing", "AUTHAPP_ARGON2_MEMORY_COST": "1024"}, "OWASP minimum"),
         ({"AUTHAPP_ENV": "testing", "AUTHAPP_COOKIE_SAMESITE": "None"}, "Lax or Strict"),
         ({"AUTHAPP_ENV": "testing", "AUTHAPP_SECRET_KEY_FALLBACKS": "old"}, "at least 32 bytes"),
+        (
+            {
+                f"AUTHAPP_{name}": value
+                for name, value in PRODUCTION.items()
+                if name != "ENCRYPTION_KEYS"
+            },
+            "AUTHAPP_ENCRYPTION_KEYS is required in production",
+        ),
+        (
+            {"AUTHAPP_ENV": "testing", "AUTHAPP_ENCRYPTION_KEYS": "k" * 44},
+            "key 1 is not a Fernet key",
+        ),
+        (
+            {"AUTHAPP_ENV": "testing", "AUTHAPP_ENCRYPTION_KEYS": SHORT_KEY},
+            "key 1 is not a Fernet key",
+        ),
+        (
+            {"AUTHAPP_ENV": "testing", "AUTHAPP_ENCRYPTION_KEYS": f"{ENCRYPTION_KEY},not base64!"},
+            "key 2 is not a Fernet key",
+        ),
     ],
 )
 def test_bad_settings_are_refused_in_one_line(environ: dict[str, str], message: str) -> None:
@@ -148,3 +181,71 @@ def test_the_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for field in fields(Settings):
         assert f"| `AUTHAPP_{field.name.upper()}` |" in readme, field.name
+
+
+def test_encryption_keys_are_a_comma_separated_list_and_a_bad_one_is_never_echoed() -> None:
+    environ = {
+        "AUTHAPP_ENV": "testing",
+        "AUTHAPP_ENCRYPTION_KEYS": f" {OTHER_KEY}, {ENCRYPTION_KEY} ",
+    }
+    assert load_settings(environ=environ).encryption_keys == (OTHER_KEY, ENCRYPTION_KEY)
+    assert load_settings(PRODUCTION, environ={}).encryption_keys == (ENCRYPTION_KEY,)
+    leaked = "s3cret-but-not-a-fernet-key"
+    with pytest.raises(ConfigError) as error:
+        load_settings({"ENV": "testing", "ENCRYPTION_KEYS": f"{OTHER_KEY},{leaked}"}, environ={})
+    message = str(error.value)
+    assert leaked not in message
+    assert OTHER_KEY not in message
+    assert message.startswith("AUTHAPP_ENCRYPTION_KEYS: key 2 is not a Fernet key")
+    assert message.endswith(
+        'python3 -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+    )
+
+
+def test_development_keeps_one_encryption_key_in_the_instance_folder(tmp_path: Path) -> None:
+    config = {"ENV": "development", "DATABASE_URL": "postgresql://db/x",
+              "INSTANCE_PATH": str(tmp_path / "instance")}  # fmt: skip
+    first = resolve_settings(config)
+    second = resolve_settings(config)
+    assert len(first.encryption_keys) == 1
+    assert first.encryption_keys == second.encryption_keys  # the app restarted: same key
+    key_file = tmp_path / "instance" / "encryption_key"
+    assert key_file.read_text() == first.encryption_keys[0]
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert sorted(path.name for path in (tmp_path / "instance").iterdir()) == [
+        "encryption_key",
+        "secret_key",
+    ]
+    encryption = Encryption(first.encryption_keys)
+    assert encryption.decrypt(encryption.encrypt("JBSWY3DPEHPK3PXP")) == "JBSWY3DPEHPK3PXP"
+    # Keys set explicitly win, and nothing is generated then.
+    explicit = with_development_encryption_key(
+        load_settings({"ENV": "development", "ENCRYPTION_KEYS": OTHER_KEY}, environ={}),
+        tmp_path / "elsewhere",
+    )
+    assert explicit.encryption_keys == (OTHER_KEY,)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_an_edited_development_key_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "encryption_key").write_text("edited by hand\n")
+    settings = load_settings({"ENV": "development"}, environ={})
+    with pytest.raises(ConfigError) as error:
+        with_development_encryption_key(settings, tmp_path)
+    assert "encryption_key is not a Fernet key" in str(error.value)
+    assert "edited by hand" not in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_testing_gets_an_encryption_key_of_its_own_per_app(tmp_path: Path) -> None:
+    config = {"ENV": "testing", "DATABASE_URL": "postgresql://db/x",
+              "INSTANCE_PATH": str(tmp_path / "instance")}  # fmt: skip
+    first = resolve_settings(config)
+    second = resolve_settings(config)
+    assert len(first.encryption_keys) == len(second.encryption_keys) == 1
+    assert first.encryption_keys != second.encryption_keys
+    assert not (tmp_path / "instance" / "encryption_key").exists()
+    assert with_development_encryption_key(load_settings(config, environ={}), tmp_path) == (
+        load_settings(config, environ={})
+    )
+    assert not (tmp_path / "encryption_key").exists()

@@ -29,7 +29,7 @@ from quart_rate_limiter import QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE
 from authapp import create_app
 from authapp.infra.logs import AuthappLogHandler
 from authapp.infra.mail import mailer
-from tests.conftest import PASSWORD, fetch_val, settings_for
+from tests.conftest import ENCRYPTION_KEY, PASSWORD, fetch_val, settings_for
 from tests.forms import HTML
 from tests.mailbox import SmtpServer, drain
 from tests.servers import hypercorn
@@ -383,7 +383,8 @@ async def test_dev_outbox_is_not_found_outside_development(
         b"To: ada@example.com\nSubject: s\n\nhttp://localhost/auth/verify-email/" + b"t" * 43
     )
     settings = settings_for(database_url, tmp_path, ENV=env, SMTP_URL=smtp_server.url,
-                            BASE_URL="https://auth.example.com")  # fmt: skip
+                            BASE_URL="https://auth.example.com",
+                            ENCRYPTION_KEYS=ENCRYPTION_KEY)  # fmt: skip
     app = create_app(settings)
     async with app.test_app():
         client = app.test_client()

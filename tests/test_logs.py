@@ -31,7 +31,7 @@ from authapp.infra.logs import (
     printed_elsewhere,
     redact,
 )
-from tests.conftest import PASSWORD, execute, settings_for
+from tests.conftest import ENCRYPTION_KEY, PASSWORD, execute, settings_for
 from tests.mailbox import Mailbox, SmtpServer, drain
 from tests.servers import hypercorn
 
@@ -220,7 +220,8 @@ def test_configure_logging_installs_one_handler_unless_the_host_has_its_own() ->
 
 
 PRODUCTION = {"SECRET_KEY": "k" * 32, "DATABASE_URL": "postgresql://x", "SMTP_URL": "smtp://h",
-              "BASE_URL": "https://auth.example.com"}  # fmt: skip
+              "BASE_URL": "https://auth.example.com",
+              "ENCRYPTION_KEYS": ENCRYPTION_KEY}  # fmt: skip
 
 
 class Records(logging.Handler):
@@ -283,10 +284,8 @@ def test_a_line_for_the_dev_console_is_whole_only_on_developments_text_console(
 def test_the_format_defaults_by_environment() -> None:
     assert load_settings({"ENV": "development"}).log_style == "text"
     assert load_settings({"ENV": "testing"}).log_style == "text"
-    production = {"SECRET_KEY": "k" * 32, "DATABASE_URL": "postgresql://x", "SMTP_URL":
-                  "smtp://h", "BASE_URL": "https://auth.example.com"}  # fmt: skip
-    assert load_settings(production).log_style == "json"
-    assert load_settings({**production, "LOG_FORMAT": "text"}).log_style == "text"
+    assert load_settings(PRODUCTION).log_style == "json"
+    assert load_settings({**PRODUCTION, "LOG_FORMAT": "text"}).log_style == "text"
 
 
 def test_hypercorn_lines_printed_by_hypercorn_are_not_printed_twice() -> None:

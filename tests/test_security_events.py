@@ -19,7 +19,15 @@ from authapp import create_app
 from authapp.accounts import audit
 from authapp.config import ConfigError, load_settings
 from authapp.models.users import User
-from tests.conftest import PASSWORD, Clock, app_state, execute, fetch_val, settings_for
+from tests.conftest import (
+    EMPTY_TABLES,
+    PASSWORD,
+    Clock,
+    app_state,
+    execute,
+    fetch_val,
+    settings_for,
+)
 from tests.forms import FIREFOX, forget_device
 from tests.mailbox import Mailbox, drain
 
@@ -284,7 +292,7 @@ async def test_a_serving_app_sweeps_by_itself(
     monkeypatch.setattr(audit, "SWEEP_EVERY", 0.05)
     app = create_app(settings_for(database_url, tmp_path, SMTP_URL=smtp_server.url))
     async with app.test_app():
-        await execute(app, "TRUNCATE users CASCADE")
+        await execute(app, EMPTY_TABLES)
         await execute(
             app,
             """INSERT INTO users (email, email_key, password_hash, display_name)

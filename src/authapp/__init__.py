@@ -20,12 +20,19 @@ from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, Response, request
 
 from . import signals
-from .config import ConfigError, Settings, load_settings, with_development_secret
+from .config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    with_development_encryption_key,
+    with_development_secret,
+)
 from .errors import APIError, ErrorDetail, validation_error
 from .extensions import init_audit, init_extensions
 from .infra.context import RequestContextMiddleware
 from .infra.database import Database
 from .infra.embedded import start_embedded_postgres
+from .infra.encryption import generate_key
 from .infra.logs import configure_logging
 from .infra.mail import init_mail
 from .infra.workers import exit_worker_with_parent
@@ -75,8 +82,12 @@ def resolve_settings(config: Mapping[str, Any] | None = None) -> Settings:
     settings = load_settings(config)
     instance_path = Path(settings.instance_path).resolve()
     settings = with_development_secret(settings, instance_path)
+    settings = with_development_encryption_key(settings, instance_path)
     if settings.env == "testing" and not settings.secret_key:
         settings = replace(settings, secret_key=secrets.token_urlsafe(48))
+    if settings.env == "testing" and not settings.encryption_keys:
+        # This app's alone: what it encrypts is unreadable to the next (tests start empty).
+        settings = replace(settings, encryption_keys=(generate_key(),))
     if not settings.database_url:
         if settings.env != "development":
             raise ConfigError("AUTHAPP_DATABASE_URL is required outside development")

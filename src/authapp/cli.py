@@ -1,4 +1,4 @@
-"""The `authapp` command: serve, db migrate, users create/list/deactivate/activate.
+"""The `authapp` command: serve, db migrate, users create/list/deactivate/activate, keys rotate.
 
 Which environment a command runs in: AUTHAPP_ENV when it is set (production by default). When
 neither AUTHAPP_ENV nor AUTHAPP_DATABASE_URL is set and the instance folder holds the embedded
@@ -28,6 +28,7 @@ from quart import Quart
 from . import resolve_settings
 from .accounts import admin
 from .accounts.emails import normalize_email
+from .accounts.keys import UnreadableSecret, rotate_encryption_keys
 from .config import ConfigError, Settings, development_instance, load_settings, parse_bind
 from .errors import APIError
 from .infra import supervisor
@@ -148,6 +149,7 @@ def serve(
     settings = resolve_settings()
     os.environ["AUTHAPP_DATABASE_URL"] = settings.database_url or ""
     os.environ["AUTHAPP_SECRET_KEY"] = settings.secret_key or ""
+    os.environ["AUTHAPP_ENCRYPTION_KEYS"] = ",".join(settings.encryption_keys)
     hypercorn_config.application_path = f"{_factory}()"
     hypercorn_config.logger_class = _ServeLogger
     announce(settings, hypercorn_config, embedded=embedded)
@@ -239,6 +241,27 @@ def db_migrate() -> None:
     app_state: AppState = app.extensions["authapp"]
     version = asyncio.run(app_state.db.migrate_now())
     click.echo(f"database at migration {version}")
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Encryption key commands."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every authenticator secret with the first key of AUTHAPP_ENCRYPTION_KEYS."""
+    try:
+        count = in_app(lambda state: rotate_encryption_keys(state.db, state.encryption))
+    except UnreadableSecret as error:
+        fail(str(error), 1)
+    click.echo(
+        f"re-encrypted {count} authenticator secret(s) with the first key of "
+        "AUTHAPP_ENCRYPTION_KEYS; the other keys can now be removed"
+    )
 
 
 # --- users --------------------------------------------------------------------------------

@@ -6,11 +6,13 @@ import math
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
+
+from cryptography.fernet import Fernet
 
 Environment = Literal["production", "development", "testing"]
 SameSite = Literal["Lax", "Strict"]
@@ -20,6 +22,10 @@ Registration = Literal["open", "closed"]
 ENV_PREFIX = "AUTHAPP_"
 MIN_SECRET_BYTES = 32
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
+ENCRYPTION_KEY_FILE = "encryption_key"
+GENERATE_ENCRYPTION_KEY = (
+    'python3 -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -63,6 +69,7 @@ class Settings:
     pages: bool = True
     secret_key: str | None = None
     secret_key_fallbacks: tuple[str, ...] = ()
+    # Fernet keys for secrets at rest (authenticator apps'): the first encrypts, all decrypt.
     encryption_keys: tuple[str, ...] = ()
     database_url: str | None = None
     instance_path: str = "instance"
@@ -238,6 +245,20 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             "AUTHAPP_BASE_URL is required in production (the links in mail start with it)"
         )
+    if settings.env == "production" and not settings.encryption_keys:
+        # Always, not once a user turns on two-factor sign-in: a missing key is found at deploy.
+        raise ConfigError(
+            "AUTHAPP_ENCRYPTION_KEYS is required in production (it encrypts authenticator "
+            f"secrets; generate a key with: {GENERATE_ENCRYPTION_KEY})"
+        )
+    for position, key in enumerate(settings.encryption_keys, 1):
+        try:
+            Fernet(key)
+        except ValueError:  # binascii.Error too; the message never repeats the key
+            raise ConfigError(
+                f"AUTHAPP_ENCRYPTION_KEYS: key {position} is not a Fernet key (32 url-safe "
+                f"base64-encoded bytes); generate one with: {GENERATE_ENCRYPTION_KEY}"
+            ) from None
     if settings.base_url and not re.match(r"^https?://[^/?#\s]+/?$", settings.base_url):
         raise ConfigError("AUTHAPP_BASE_URL must look like https://auth.example.com")
     try:
@@ -310,21 +331,45 @@ def with_development_secret(settings: Settings, instance_path: Path) -> Settings
     """In development, keep a generated secret in the instance folder: sessions survive restarts."""
     if settings.secret_key or settings.env != "development":
         return settings
+    secret = _kept_in_instance(instance_path, SECRET_KEY_FILE, lambda: secrets.token_urlsafe(48))
+    return replace(settings, secret_key=secret)
+
+
+def with_development_encryption_key(settings: Settings, instance_path: Path) -> Settings:
+    """In development, keep a generated encryption key in the instance folder: authenticator
+    secrets stored yesterday still decrypt today."""
+    if settings.encryption_keys or settings.env != "development":
+        return settings
+    key = _kept_in_instance(
+        instance_path, ENCRYPTION_KEY_FILE, lambda: Fernet.generate_key().decode()
+    )
+    try:
+        Fernet(key)
+    except ValueError:
+        raise ConfigError(
+            f"{instance_path / ENCRYPTION_KEY_FILE} is not a Fernet key (was it edited?); "
+            "set AUTHAPP_ENCRYPTION_KEYS, or delete the file to have a new key generated"
+        ) from None
+    return replace(settings, encryption_keys=(key,))
+
+
+def _kept_in_instance(instance_path: Path, name: str, generate: Callable[[], str]) -> str:
+    """The secret in the instance folder's file `name` (mode 0600), generated the first time."""
     instance_path.mkdir(parents=True, exist_ok=True)
-    path = instance_path / SECRET_KEY_FILE
+    path = instance_path / name
     if not path.exists():
         # Write a private temporary file, then link it into place: concurrent workers agree on one.
-        temporary = instance_path / f".{SECRET_KEY_FILE}.{os.getpid()}"
+        temporary = instance_path / f".{name}.{os.getpid()}"
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as file:
-            file.write(secrets.token_urlsafe(48))
+            file.write(generate())
         try:
             os.link(temporary, path)
         except FileExistsError:
             pass
         finally:
             temporary.unlink()
-    return replace(settings, secret_key=path.read_text().strip())
+    return path.read_text().strip()
 
 
 def development_instance(environ: Mapping[str, str]) -> Path | None:

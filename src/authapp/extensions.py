@@ -150,9 +150,13 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
     )
     db = Database(quart_db, settings.db_pool_timeout)
     app_state = AppState(
-        settings, db, hashing, SessionLookups(db, settings), TokenLookups(db),
+        settings,
+        db,
+        hashing,
+        SessionLookups(db, settings),
+        TokenLookups(db),
         Encryption(settings.encryption_keys),
-    )  # fmt: skip
+    )
     app.extensions["authapp"] = app_state
 
     @app.before_serving

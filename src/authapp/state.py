@@ -1,5 +1,6 @@
 """The app's assembled services (assembly, beside create_app): the settings, the database, the
-hashing pool, the session and token lookups and the scopes of one app, for the HTTP edge."""
+hashing pool, the encryption of secrets at rest, the session and token lookups and the scopes
+of one app, for the HTTP edge."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class AppState:
     hashing: PasswordHashing
     sessions: SessionLookups
     tokens: TokenLookups
-    encryption: Encryption
+    encryption: Encryption  # AUTHAPP_ENCRYPTION_KEYS: the first encrypts, every one decrypts
     scopes: Scopes = field(default_factory=Scopes)  # authapp's, and a product's (register_scope)
 
 
