@@ -58,6 +58,8 @@ FIELD_VALUES: dict[str, Any] = {
     "scopes": ["profile:read"],
     "expires_in_days": 30,
     "remember": False,
+    "code": "123456",
+    "recovery_code": "k7fq-29xm-pd",
 }
 # A password field's confirmation gets the same attack, so the attack passes the match check.
 CONFIRMATIONS = {"password": "password_confirm", "new_password": "new_password_confirm"}

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import pyotp
 import pytest
 from blinker import NamedSignal
 from quart import Quart
@@ -151,6 +152,47 @@ async def delete_account(app: Quart, mailbox: Mailbox) -> None:
     assert (await client.delete("/api/me", json={"password": PASSWORD})).status_code == 204
 
 
+async def enable_mfa(app: Quart, mailbox: Mailbox) -> tuple[Any, list[str]]:
+    client = await signed_in(app)
+    secret = (await (await client.post("/api/me/mfa/totp")).get_json())["secret"]
+    code = {"code": pyotp.TOTP(secret).now()}
+    confirmed = await client.post("/api/me/mfa/totp/confirm", json=code)
+    assert confirmed.status_code == 200
+    return client, (await confirmed.get_json())["recovery_codes"]
+
+
+async def disable_mfa(app: Quart, mailbox: Mailbox) -> None:
+    client, codes = await enable_mfa(app, mailbox)
+    body = {"recovery_code": codes[0]}
+    assert (await client.delete("/api/me/mfa/totp", json=body)).status_code == 204
+
+
+async def regenerate_codes(app: Quart, mailbox: Mailbox) -> None:
+    client, _ = await enable_mfa(app, mailbox)
+    assert (await client.post("/api/me/mfa/recovery-codes")).status_code == 200
+
+
+async def password_step(app: Quart) -> Any:
+    client = app.test_client()
+    body = {"email": EMAIL, "password": PASSWORD}
+    assert (await client.post("/api/auth/login", json=body)).status_code == 202
+    return client
+
+
+async def use_recovery_code(app: Quart, mailbox: Mailbox) -> None:
+    _, codes = await enable_mfa(app, mailbox)
+    client = await password_step(app)
+    body = {"recovery_code": codes[0]}
+    assert (await client.post("/api/auth/mfa", json=body)).status_code == 200
+
+
+async def fail_mfa(app: Quart, mailbox: Mailbox) -> None:
+    await enable_mfa(app, mailbox)
+    client = await password_step(app)
+    body = {"recovery_code": "2222-2222-22"}
+    assert (await client.post("/api/auth/mfa", json=body)).status_code == 400
+
+
 # signal: (what sets it off, once Alice is registered; None: the registration itself)
 TABLE: dict[str, Action | None] = {
     "registered": None,
@@ -170,6 +212,11 @@ TABLE: dict[str, Action | None] = {
     "account_deactivated": deactivate,
     "account_activated": activate,
     "account_deleted": delete_account,
+    "mfa_enabled": enable_mfa,
+    "mfa_disabled": disable_mfa,
+    "recovery_codes_regenerated": regenerate_codes,
+    "recovery_code_used": use_recovery_code,
+    "mfa_failed": fail_mfa,
 }
 
 
@@ -301,4 +348,4 @@ async def test_an_event_carries_its_client(
     ((event, _),) = receiver.events
     assert (event.ip, event.request_id) == ("192.0.2.44", "trace-7")
     assert "Firefox" in (event.user_agent or "")
-    assert event.details == {"remember": False}
+    assert event.details == {"remember": False, "amr": ["pwd"]}

@@ -12,9 +12,9 @@ from quart.typing import TestClientProtocol as Client
 
 from authapp.models.users import User
 from authapp.web.guards import GUARD_ATTRIBUTE
-from tests.test_mfa import MFA_FRESH_ROUTES
 from tests.conftest import PASSWORD, Clock, fetch_val
 from tests.forms import api_client, forget_device
+from tests.test_mfa import MFA_FRESH_ROUTES
 
 MakeUser = Callable[..., Awaitable[User]]
 SAFARI = (

@@ -238,7 +238,7 @@ class ReauthIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     password: Password | None = None
-    code: str | None = Field(default=None, max_length=32)
+    code: str | None = Field(default=None, min_length=1, max_length=32)
 
     @model_validator(mode="after")
     def exactly_one(self) -> Self:

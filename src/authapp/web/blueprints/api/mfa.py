@@ -32,7 +32,9 @@ class EnrolmentOut(BaseModel):
 class CodeIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    code: str = Field(max_length=32, description="Six digits from the authenticator app.")
+    code: str = Field(
+        min_length=1, max_length=32, description="Six digits from the authenticator app."
+    )
 
 
 class RecoveryCodesOut(BaseModel):
@@ -54,8 +56,8 @@ class SecondFactorIn(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    code: str | None = Field(default=None, max_length=32)
-    recovery_code: str | None = Field(default=None, max_length=64)
+    code: str | None = Field(default=None, min_length=1, max_length=32)
+    recovery_code: str | None = Field(default=None, min_length=1, max_length=64)
 
     @model_validator(mode="after")
     def exactly_one(self) -> Self:
