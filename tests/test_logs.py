@@ -3,11 +3,13 @@ format (text or JSON), and no token, password, cookie or bearer credential in an
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from authapp.infra.logs import (
     log_for_dev_console,
     printed_elsewhere,
     redact,
+    write_off_the_loop,
 )
 from tests.conftest import PASSWORD, execute, settings_for
 from tests.mailbox import Mailbox, SmtpServer, drain
@@ -263,6 +266,48 @@ async def test_the_access_logger_of_authapp_serve_logs_through_the_redaction() -
 )
 def test_redaction_leaves_what_holds_no_secret_as_it_was(text: str) -> None:
     assert redact(text) == text
+
+
+class Stalled(io.StringIO):
+    """A standard error that takes each line only once let (a full pipe, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.let = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.let.wait(timeout=10)
+        return super().write(text)
+
+
+def test_a_serving_process_writes_its_lines_off_the_loop_and_all_of_them() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    stream = Stalled()
+    try:
+        root.handlers = []
+        configure_logging(load_settings({"ENV": "testing", "LOG_FORMAT": "json"}))
+        (handler,) = root.handlers
+        assert isinstance(handler, AuthappLogHandler)
+        handler.setStream(stream)
+        stop = write_off_the_loop()
+        atexit.unregister(stop)  # called here instead
+        (queued,) = root.handlers
+        logger = logging.getLogger("authapp.test")
+        for number in range(3):
+            logger.warning("line %d of %s", number, "three")  # returns while stderr is stalled
+        assert stream.getvalue() == ""
+        configure_logging(load_settings({"ENV": "testing"}))  # a later app: text, still queued
+        assert root.handlers == [queued]
+        stream.let.set()
+        stop()  # as the process exits: what waits is written
+    finally:
+        root.handlers = saved
+        logging.captureWarnings(False)
+    lines = stream.getvalue().splitlines()
+    assert [line.split("authapp.test: ")[-1] for line in lines] == [
+        "line 0 of three", "line 1 of three", "line 2 of three"
+    ]  # fmt: skip
 
 
 def test_configure_logging_installs_one_handler_unless_the_host_has_its_own() -> None:

@@ -19,6 +19,7 @@ stayed when the modules moved into rooms.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -26,6 +27,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
+from logging.handlers import QueueHandler, QueueListener
+from queue import SimpleQueue
 from time import strftime
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -330,12 +333,55 @@ class AuthappLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.setFormatter(formatter)
 
 
+class _OffTheLoop(QueueHandler):
+    """Hands each record to the thread that writes the lines (write_off_the_loop), once it
+    has the request's id and its message (its arguments may change once the call returns)."""
+
+    def __init__(self, target: AuthappLogHandler) -> None:
+        super().__init__(SimpleQueue())
+        self.target = target
+        self.addFilter(lambda record: not printed_elsewhere(record))
+        self.addFilter(RequestIdFilter())  # here: the request's context is this thread's
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # The record itself (not a copy, as Python 3.12's does): the development console
+        # knows its own records (_WHOLE_TEXT), and the formatters want its exception.
+        record.msg = record.getMessage()
+        record.args = None
+        return record
+
+
+def write_off_the_loop() -> Callable[[], None]:
+    """From now on, authapp's handler formats and writes its lines on a thread of its own,
+    so a slow standard error (a full pipe, a stalled collector) never stalls the event loop,
+    and neither does formatting. Lines still waiting are written when the process exits.
+    For serving processes (authapp serve's workers); once per process. Returns what writes
+    the waiting lines and stops the thread (atexit calls it)."""
+    root = logging.getLogger()
+    ours = [handler for handler in root.handlers if isinstance(handler, AuthappLogHandler)]
+    listeners = []
+    for handler in ours:
+        queued = _OffTheLoop(handler)
+        listeners.append(QueueListener(queued.queue, handler, respect_handler_level=True))
+        root.removeHandler(handler)
+        root.addHandler(queued)
+        listeners[-1].start()
+
+    def stop() -> None:
+        for listener in listeners:
+            listener.stop()
+
+    atexit.register(stop)  # before logging's own shutdown (atexit runs the last first)
+    return stop
+
+
 def configure_logging(settings: Settings) -> None:
     """Our level, our handler on the root logger (unless the host program has its own), and
     the access log's redaction."""
     logging.getLogger("authapp").setLevel(settings.log_level.upper())
     root = logging.getLogger()
     ours = [handler for handler in root.handlers if isinstance(handler, AuthappLogHandler)]
+    ours += [handler.target for handler in root.handlers if isinstance(handler, _OffTheLoop)]
     if ours:
         for handler in ours:  # a later app of the same process (tests) picks the format
             handler.setFormatter(console_formatter(settings))
