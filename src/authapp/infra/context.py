@@ -8,8 +8,8 @@ a change came from without knowing about requests.
 
 from __future__ import annotations
 
+import random
 import re
-import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -39,7 +39,9 @@ def request_id_from(header: str | None) -> str:
     """The incoming id when it is well-formed, else a new one."""
     if header is not None and _REQUEST_ID_RE.match(header):
         return header
-    return uuid.uuid4().hex
+    # 128 random bits, as a uuid4's hex, without its system call per request (2% of /healthz):
+    # an id tells lines apart and guards nothing, so it needs no cryptographic randomness.
+    return f"{random.getrandbits(128):032x}"
 
 
 def request_context(
