@@ -3,11 +3,13 @@ format (text or JSON), and no token, password, cookie or bearer credential in an
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from hypercorn.config import Config as HypercornConfig
 from hypercorn.logging import AccessLogAtoms
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
@@ -22,6 +25,8 @@ from quart.typing import TestClientProtocol as Client
 from authapp import create_app
 from authapp.config import ConfigError, load_settings
 from authapp.infra.logs import (
+    AccessAtoms,
+    AccessLogger,
     AuthappLogHandler,
     JsonFormatter,
     RequestIdFilter,
@@ -30,6 +35,7 @@ from authapp.infra.logs import (
     log_for_dev_console,
     printed_elsewhere,
     redact,
+    write_off_the_loop,
 )
 from tests.conftest import ENCRYPTION_KEY, PASSWORD, execute, settings_for
 from tests.mailbox import Mailbox, SmtpServer, drain
@@ -198,6 +204,110 @@ def test_the_access_log_is_redacted_before_its_line_is_made() -> None:
         '10.0.0.1:5 "GET /auth/reset-password/[redacted] 1.1" 200 '
         '"http://x/auth/confirm-email/[redacted]" [redacted] [redacted] [redacted]\n'
     )
+
+
+# Every atom of Hypercorn's (its docs' table), some headers in any case, and one that is absent.
+EVERY_ATOM = " ".join(
+    f"%({atom})s"
+    for atom in ["h", "l", "t", "r", "R", "s", "st", "S", "m", "U", "Uq", "q", "H", "b", "B",
+                 "f", "a", "T", "D", "L", "p", "{user-agent}i", "{X-Trace}i", "{x-request-id}o",
+                 "{content-type}o", "{absent}i", "{absent}o"]
+)  # fmt: skip
+SCOPE = {
+    "type": "http", "http_version": "1.1", "method": "POST", "scheme": "https",
+    "path": "/api/me", "query_string": b"a=1&b=%C3%A9", "client": ("10.0.0.1", 5),
+    "headers": [(b"referer", b"http://x/y"), (b"user-agent", b"curl/8"), (b"X-Trace", b"1"),
+                (b"x-trace", b"2")],
+}  # fmt: skip
+RESPONSE = {"status": 418, "headers": [(b"content-length", b"12"), (b"x-request-id", b"r-1"),
+                                        (b"content-type", b"application/json")]}  # fmt: skip
+
+
+@pytest.mark.parametrize("response", [RESPONSE, {**RESPONSE, "status": 599}, None])
+def test_our_access_atoms_are_hypercorns_made_only_when_asked(response: Any) -> None:
+    """AccessAtoms stands in for Hypercorn's AccessLogAtoms under `authapp serve`: the same
+    value for every atom (this pins them to Hypercorn's, should a new version change them),
+    but never the environment's."""
+    theirs = AccessLogAtoms(SCOPE, response, 1.25)  # type: ignore[arg-type]
+    ours = AccessAtoms(SCOPE, response, 1.25)  # type: ignore[arg-type]
+    assert EVERY_ATOM % ours == EVERY_ATOM % theirs
+    assert theirs["{path}e"] != "-"
+    assert ours["{path}e"] == "-"
+
+
+async def test_the_access_logger_of_authapp_serve_logs_through_the_redaction() -> None:
+    stream = io.StringIO()
+    plain = logging.StreamHandler(stream)
+    logger = logging.getLogger("hypercorn.access")
+    configure_logging(load_settings({"ENV": "testing"}))
+    config = HypercornConfig()
+    config.accesslog = logger  # as hypercorn.toml's `accesslog = "-"`, without its handler
+    config.access_log_format = '"%(R)s" %(s)s %({authorization}i)s %({Cookie}i)s %({home}e)s'
+    logger.addHandler(plain)
+    logger.setLevel(logging.INFO)
+    try:
+        scope = {**SCOPE, "path": "/auth/verify-email/" + "s" * 43, "query_string": b"",
+                 "headers": [(b"authorization", b"Bearer x"), (b"cookie", b"s=1")]}  # fmt: skip
+        await AccessLogger(config).access(scope, RESPONSE, 0.5)  # type: ignore[arg-type]
+        logger.setLevel(logging.WARNING)  # a line not printed is not made
+        await AccessLogger(config).access(scope, RESPONSE, 0.5)  # type: ignore[arg-type]
+    finally:
+        logger.removeHandler(plain)
+        logger.setLevel(logging.NOTSET)
+    assert (
+        stream.getvalue()
+        == '"POST /auth/verify-email/[redacted] 1.1" 418 [redacted] [redacted] -\n'
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["GET /api/me 1.1", "x" * 200, "/auth/sign-in", "authapp_pat", "bear", "Bearer", "€ bearer€"],
+)
+def test_redaction_leaves_what_holds_no_secret_as_it_was(text: str) -> None:
+    assert redact(text) == text
+
+
+class Stalled(io.StringIO):
+    """A standard error that takes each line only once let (a full pipe, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.let = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.let.wait(timeout=10)
+        return super().write(text)
+
+
+def test_a_serving_process_writes_its_lines_off_the_loop_and_all_of_them() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    stream = Stalled()
+    try:
+        root.handlers = []
+        configure_logging(load_settings({"ENV": "testing", "LOG_FORMAT": "json"}))
+        (handler,) = root.handlers
+        assert isinstance(handler, AuthappLogHandler)
+        handler.setStream(stream)
+        stop = write_off_the_loop()
+        atexit.unregister(stop)  # called here instead
+        (queued,) = root.handlers
+        logger = logging.getLogger("authapp.test")
+        for number in range(3):
+            logger.warning("line %d of %s", number, "three")  # returns while stderr is stalled
+        assert stream.getvalue() == ""
+        configure_logging(load_settings({"ENV": "testing"}))  # a later app: text, still queued
+        assert root.handlers == [queued]
+        stream.let.set()
+        stop()  # as the process exits: what waits is written
+    finally:
+        root.handlers = saved
+        logging.captureWarnings(False)
+    lines = stream.getvalue().splitlines()
+    assert [line.split("authapp.test: ")[-1] for line in lines] == [
+        "line 0 of three", "line 1 of three", "line 2 of three"
+    ]  # fmt: skip
 
 
 def test_configure_logging_installs_one_handler_unless_the_host_has_its_own() -> None:

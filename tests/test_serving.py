@@ -21,9 +21,12 @@ from typing import IO
 
 import httpx
 import psutil
+import pydantic
 import pytest
+import quart_schema.conversion
 from hypercorn.config import Config as HypercornConfig
 from quart import Quart
+from quart.typing import TestClientProtocol as Client
 
 from authapp.infra.embedded import USERS_FILE
 from tests.conftest import PASSWORD, ROOT
@@ -572,3 +575,27 @@ def test_the_wheel_ships_the_migrations_and_finds_them(tmp_path: Path) -> None:
     assert Path(migrations) == target / "authapp" / "migrations"
     assert Path(common_list) == target / "authapp" / "data" / "common-passwords.bin"
     assert listed == "True"
+
+
+async def test_an_answer_builds_no_type_adapter_once_its_type_has_one(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """quart-schema made a pydantic TypeAdapter for every dict answer (8% of /healthz's CPU);
+    authapp gives it one per type. This also pins the name quart-schema looks up, which
+    authapp replaces (authapp.extensions.reuse_type_adapters)."""
+    replaced = quart_schema.conversion.TypeAdapter  # type: ignore[attr-defined]
+    assert replaced is not pydantic.TypeAdapter
+    built: list[object] = []
+    build = pydantic.TypeAdapter.__init__
+
+    def counted(self: pydantic.TypeAdapter[object], *args: object, **kwargs: object) -> None:
+        built.append(args[0])
+        build(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pydantic.TypeAdapter, "__init__", counted)
+    assert (await client.get("/healthz")).status_code == 200  # the first may build one
+    built.clear()
+    for _ in range(3):
+        answer = await client.get("/healthz")
+        assert await answer.get_json() == {"status": "alive"}
+    assert built == []

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hypercorn.middleware import ProxyFixMiddleware
-from quart import Quart, Response, request
+from quart import Quart
 
 from . import signals
 from .config import (
@@ -29,7 +29,6 @@ from .config import (
 )
 from .errors import APIError, ErrorDetail, validation_error
 from .extensions import init_audit, init_extensions
-from .infra.context import RequestContextMiddleware
 from .infra.database import Database
 from .infra.embedded import start_embedded_postgres
 from .infra.encryption import generate_key
@@ -47,7 +46,7 @@ from .web.guards import (
     signed_in_account,
     unregistered_scopes,
 )
-from .web.keepalive import KeepAliveMiddleware
+from .web.keepalive import EdgeMiddleware
 from .web.schemas import NoContent
 from .web.templating import init_templating
 from .web.wrappers import AuthappRequest, refuse_oversized_headers
@@ -70,11 +69,8 @@ __all__ = [
     "validation_error",
 ]
 
-# No inline script or style anywhere, so the policy can stay this strict.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
+# Files that set their own caching; every other answer is per user (Cache-Control: no-store).
+STATIC_ENDPOINTS = frozenset({"static", "docs.docs_asset"})
 
 
 def resolve_settings(config: Mapping[str, Any] | None = None) -> Settings:
@@ -149,37 +145,23 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.before_request(refuse_oversized_headers)
     if settings.mfa_required:  # off, not even a hook runs
         app.before_request(enforce_mfa_enrolment)
-    app.after_request(add_security_headers)
-    # Every line logged while serving a request carries its id; events know its client.
-    app.asgi_app = RequestContextMiddleware(app.asgi_app)  # type: ignore[method-assign]
+    # One layer next to the server (inside the proxy fix): every line logged while serving a
+    # request carries its id and events know its client; the security headers and no-store;
+    # an early answer leaves an HTTP/1.1 connection usable.
+    static = [rule.rule for rule in app.url_map.iter_rules() if rule.endpoint in STATIC_ENDPOINTS]
+    app.asgi_app = EdgeMiddleware(  # type: ignore[method-assign]
+        app.asgi_app,
+        max_body_size=settings.max_body_size,
+        body_timeout=settings.body_timeout,
+        hsts_max_age=settings.hsts_max_age,
+        cached_prefixes=tuple(rule.split("<", 1)[0] for rule in static),
+    )
     if settings.trusted_proxy_hops:
         # Only then do X-Forwarded-For/-Proto count, and only the hops we trust.
         app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]
             app.asgi_app, mode="legacy", trusted_hops=settings.trusted_proxy_hops
         )
-    # Outermost, next to the server: an early answer leaves an HTTP/1.1 connection usable.
-    app.asgi_app = KeepAliveMiddleware(  # type: ignore[method-assign]
-        app.asgi_app, settings.max_body_size, settings.body_timeout
-    )
     return app
-
-
-async def add_security_headers(response: Response) -> Response:
-    headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("X-Frame-Options", "DENY")
-    hsts_max_age = state().settings.hsts_max_age
-    if request.is_secure and hsts_max_age:  # over plain http a browser would ignore it anyway
-        headers.setdefault(
-            "Strict-Transport-Security", f"max-age={hsts_max_age}; includeSubDomains"
-        )
-    if response.mimetype == "text/html":
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    # Answers are per user unless they are static files, which set their own caching.
-    if "Cache-Control" not in headers and request.endpoint not in {"static", "docs.docs_asset"}:
-        headers["Cache-Control"] = "no-store"
-    return response
 
 
 def database() -> Database:

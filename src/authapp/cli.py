@@ -22,7 +22,6 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import click
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.logging import Logger as HypercornLogger
 from quart import Quart
 
 from . import resolve_settings
@@ -33,7 +32,7 @@ from .config import ConfigError, Settings, development_instance, load_settings, 
 from .errors import APIError
 from .infra import supervisor
 from .infra import workers as workers_module
-from .infra.logs import configure_logging
+from .infra.logs import AccessLogger, configure_logging
 from .infra.mail import OUTBOX_FOLDER, parse_smtp_url
 from .models.users import User
 from .state import AppState
@@ -98,7 +97,7 @@ def main(ctx: click.Context, factory: str) -> None:
 # --- serve --------------------------------------------------------------------------------
 
 
-class _ServeLogger(HypercornLogger):
+class _ServeLogger(AccessLogger):
     """Hypercorn's logger without its "Running on" line from every worker: `serve` says where
     it listens once, with the rest of its start-up lines."""
 

@@ -8,11 +8,15 @@ and cookie name (tests build many apps).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import gc
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import quart_schema.conversion
+from pydantic import TypeAdapter
 from quart import Quart
 from quart_schema import DataSource, QuartSchema
 from quart_schema.openapi import (
@@ -109,6 +113,7 @@ def init_extensions(app: Quart, settings: Settings) -> AppState:
         salt="authapp.session",
         user_class=SessionUser,
     )
+    reuse_type_adapters()
     QuartSchema(
         app,
         info={"title": "authapp", "version": version("authapp")},  # its description: schema()
@@ -213,6 +218,25 @@ def _security_schemes(settings: Settings) -> dict[str, SecuritySchemeBase | dict
         token = HttpSecurityScheme(scheme="bearer", bearer_format="authapp_pat_...")
         schemes["bearerToken"] = token
     return schemes
+
+
+@functools.lru_cache(maxsize=256)
+def _type_adapter_of(kind: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)
+
+
+def _type_adapter(kind: Any, *args: Any, **kwargs: Any) -> TypeAdapter[Any]:
+    if not args and not kwargs:
+        with contextlib.suppress(TypeError):  # a type that cannot be a key (unhashable)
+            return _type_adapter_of(kind)
+    return TypeAdapter(kind, *args, **kwargs)
+
+
+def reuse_type_adapters() -> None:
+    """quart-schema (0.25) builds a pydantic TypeAdapter for every dict or list an answer
+    returns, and for every request model it loads: 8% of the CPU of /healthz. One per type
+    does the same work. (It looks the name up in its module: tests/test_serving.py pins it.)"""
+    quart_schema.conversion.TypeAdapter = _type_adapter  # type: ignore[assignment,attr-defined]
 
 
 _frozen = False

@@ -54,6 +54,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.utils import LifespanFailureError, load_application, write_pid_file
 
 from ..config import ConfigError, parse_bind
+from .logs import write_off_the_loop
 
 log = logging.getLogger("authapp.supervisor")  # see authapp.infra.logs
 
@@ -369,6 +370,7 @@ def _work(config: Config, sockets: Sockets, channel: Connection) -> None:
     try:
         loop_factory = _loop_factory(config.worker_class)
         app = load_application(config.application_path, config.wsgi_max_body_size)
+        write_off_the_loop()  # the app has set up logging: its lines never stall the loop
         with asyncio.Runner(debug=config.debug, loop_factory=loop_factory) as runner:
             runner.get_loop().set_exception_handler(_ignore_tls_handshake_failures)
             runner.run(
