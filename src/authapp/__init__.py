@@ -36,7 +36,7 @@ from .infra.logs import configure_logging
 from .infra.mail import init_mail
 from .infra.workers import exit_worker_with_parent
 from .state import AppState, state
-from .web.blueprints import api, auth, dev, docs, health, protected
+from .web.blueprints import api, auth, dev, docs, health, protected, second_step, security
 from .web.csrf import check_api_origin, check_csrf
 from .web.enrolment import enforce_mfa_enrolment
 from .web.errors import documents_errors, register_error_handlers
@@ -125,7 +125,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     init_mail(app, settings)
     init_audit(app, app_state.db, settings)
     # The API's docs stay with the API when AUTHAPP_PAGES leaves out the HTML pages.
-    pages = (auth.bp, protected.bp) if settings.pages else ()
+    pages = (auth.bp, second_step.bp, protected.bp, security.bp) if settings.pages else ()
     for blueprint in (*pages, api.bp, docs.bp, health.bp):
         app.register_blueprint(blueprint)
     if settings.env == "development" and settings.pages:  # mailed links for the developer's eyes

@@ -21,6 +21,8 @@ ENROLMENT_ATTRIBUTE = "_authapp_enrolment_allowed"
 SECURITY_PAGE = "/account/security"
 # Nobody's account is in these: the API docs, the health probes, development's outbox.
 OPEN_BLUEPRINTS = frozenset({"docs", "health", "dev"})
+# The pages' stylesheet and icon: the security page itself needs them.
+OPEN_ENDPOINTS = frozenset({"static"})
 
 
 def enrolment_allowed(func: F) -> F:
@@ -43,8 +45,13 @@ def enrolment_required() -> APIError:
 async def enforce_mfa_enrolment() -> ResponseReturnValue | None:
     """A before-request hook, installed only while AUTHAPP_MFA_REQUIRED is on."""
     view = current_app.view_functions.get(request.endpoint or "")
-    if view is None or is_enrolment_allowed(view) or request.blueprint in OPEN_BLUEPRINTS:
-        return None  # static files, unknown paths (404) and the enrolment routes
+    if (
+        view is None
+        or is_enrolment_allowed(view)
+        or request.blueprint in OPEN_BLUEPRINTS
+        or request.endpoint in OPEN_ENDPOINTS
+    ):
+        return None  # unknown paths (404), static files and the enrolment routes
     account = await current_account()
     if account is None or account.has_second_factor:
         return None

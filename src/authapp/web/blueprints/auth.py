@@ -17,12 +17,13 @@ from quart_auth import Unauthorized, current_user, logout_user
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import DataSource, RequestSchemaValidationError, hide, validate_request
 
-from ...accounts import lifecycle, links, signin
+from ...accounts import lifecycle, links, mfa_signin, signin
 from ...accounts.passwords import MAX_PASSWORD_LENGTH
 from ...errors import APIError, ErrorDetail, wait_text
 from ...state import state
 from .. import devices
 from ..csrf import check_csrf
+from ..enrolment import enrolment_allowed
 from ..errors import details_from, handle_http_exception, wants_json
 from ..features import SwitchedBlueprint, feature
 from ..guards import auth_required, signed_in_session
@@ -33,11 +34,19 @@ from ..limits import (
     REGISTER_LIMITS,
     TOKEN_LIMITS,
 )
-from ..pages import mismatch, render_form, send_to_sign_in
+from ..pages import mismatch, render_form, send_to_sign_in, with_next
 from ..redirects import DEFAULT_NEXT, safe_next
 from ..schemas import DisplayName, Email, LoginEmail, Password
-from ..signing import mail_after_answer, public_base_url, sign_in, sign_out, start_client_session
+from ..signing import (
+    SecondFactorRequired,
+    mail_after_answer,
+    public_base_url,
+    sign_in,
+    sign_out,
+    start_client_session,
+)
 from .api.blueprint import CHECK_INBOX, SENT_IF_KNOWN
+from .second_step import SECOND_STEP_PAGE
 
 bp = SwitchedBlueprint("auth", __name__, url_prefix="/auth")
 bp.before_request(check_csrf)
@@ -121,7 +130,7 @@ async def login_page() -> ResponseReturnValue:
 @validate_request(LoginForm, source=DataSource.FORM)
 async def login(data: LoginForm) -> ResponseReturnValue:
     try:
-        await sign_in(data.email, data.password, remember=data.remember)
+        signed_in = await sign_in(data.email, data.password, remember=data.remember)
     except APIError as error:
         if error.code not in {"INVALID_CREDENTIALS", "EMAIL_NOT_VERIFIED"}:
             raise
@@ -129,7 +138,10 @@ async def login(data: LoginForm) -> ResponseReturnValue:
         return await _form_page(
             "auth.login", status=error.status, message=error.message, unverified=unverified
         )
-    return redirect(safe_next((await request.form).get("next")))
+    target = safe_next((await request.form).get("next"))
+    if isinstance(signed_in, SecondFactorRequired):
+        return redirect(with_next(SECOND_STEP_PAGE, target))
+    return redirect(target)
 
 
 class RegisterForm(BaseModel):
@@ -190,6 +202,7 @@ async def register(data: RegisterForm) -> ResponseReturnValue:
 
 @bp.post("/logout")
 @rate_exempt
+@enrolment_allowed
 @hide
 async def logout() -> ResponseReturnValue:
     await sign_out()
@@ -310,14 +323,19 @@ async def confirm_email(token: str) -> ResponseReturnValue:
 
 
 class ReauthForm(BaseModel):
+    """The password form sends `password`; for an account with an authenticator app, the
+    code form sends `code` instead."""
+
     model_config = ConfigDict(extra="ignore")
 
-    password: Password
+    password: Password | None = None
+    code: str | None = Field(default=None, max_length=32)
 
 
 @bp.get("/reauth")
 @rate_exempt
 @auth_required()
+@enrolment_allowed
 @hide
 async def reauth_page() -> ResponseReturnValue:
     return await _form_page("auth.reauth")
@@ -326,18 +344,33 @@ async def reauth_page() -> ResponseReturnValue:
 @bp.post("/reauth")
 @rate_limit(limits=PASSWORD_CHANGE_LIMITS)
 @auth_required()
+@enrolment_allowed
 @hide
 @validate_request(ReauthForm, source=DataSource.FORM)
 async def reauth(data: ReauthForm) -> ResponseReturnValue:
     app_state = state()
     account = await signed_in_session()
+    device = devices.trusted(account.user_id)
+    by_code = data.code is not None and data.password is None
+    field = "code" if by_code else "password"
+    given = data.code if by_code else data.password
+    if not (given or "").strip():
+        required = ErrorDetail(field=field, message="This field is required.", type="missing")
+        return await _form_page("auth.reauth", status=400, errors=[required])
+    assert given is not None
     try:
-        await signin.reauthenticate(
-            app_state.db, app_state.hashing, app_state.settings, account, data.password,
-            device=devices.trusted(account.user_id),
-        )  # fmt: skip
+        if by_code:
+            await mfa_signin.reauthenticate_with_code(
+                app_state.db, app_state.encryption, app_state.settings, account, given,
+                device=device,
+            )  # fmt: skip
+        else:
+            await signin.reauthenticate(
+                app_state.db, app_state.hashing, app_state.settings, account, given,
+                device=device,
+            )  # fmt: skip
     except APIError as error:
-        if error.code != "WRONG_PASSWORD":
+        if error.code not in {"WRONG_PASSWORD", "MFA_CODE_INVALID"}:
             raise
         return await _form_page("auth.reauth", status=400, errors=error.details)
     window = wait_text(app_state.settings.freshness)
