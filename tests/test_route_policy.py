@@ -25,7 +25,12 @@ PUBLIC = {"api.register", "api.login", "api.logout", "api.verify_email",
           "api.confirm_email_change", "api.second_factor"}  # fmt: skip
 # Page forms that need a sign-in within AUTHAPP_FRESHNESS (as their JSON routes do).
 NEEDS_FRESH = {"protected.change_password", "protected.change_email", "protected.delete_account",
-               "protected.revoke_other_sessions", "protected.create_token"}  # fmt: skip
+               "protected.revoke_other_sessions", "protected.create_token",
+               "security.start_setup", "security.confirm_setup", "security.regenerate_codes",
+               "security.disable"}  # fmt: skip
+# The blueprints of pages behind a session, and of every page's forms.
+SIGNED_IN_PAGES = {"protected", "security"}
+PAGES = {"auth", "second_step", *SIGNED_IN_PAGES}
 # Mutating routes that need no limit: sign-out only ends the caller's own session.
 EXEMPT_FROM_LIMITS = {"api.logout", "auth.logout"}
 
@@ -42,7 +47,7 @@ async def test_every_api_and_protected_route_needs_a_session(app: Quart, client:
     checked = 0
     for rule in app.url_map.iter_rules():
         blueprint = rule.endpoint.split(".")[0]
-        if blueprint not in {"api", "protected"} or rule.endpoint in PUBLIC:
+        if blueprint not in {"api", *SIGNED_IN_PAGES} or rule.endpoint in PUBLIC:
             continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             response = await client.open(
@@ -83,7 +88,7 @@ async def test_every_form_post_needs_a_csrf_token(app: Quart, make_user: MakeUse
     assert (await form_login(client, await csrf_from(client))).status_code == 302
     checked = 0
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.split(".")[0] not in {"auth", "protected"} or "POST" not in rule.methods:
+        if rule.endpoint.split(".")[0] not in PAGES or "POST" not in rule.methods:
             continue
         response = await client.post(_path(rule.rule, "x" * 43), form={}, headers=HTML)
         assert response.status_code == 400, rule.rule
@@ -105,7 +110,7 @@ async def test_the_sensitive_page_forms_and_only_they_need_a_fresh_session(
     clock.advance(minutes=16)
     needs_fresh = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.split(".")[0] != "protected" or "POST" not in rule.methods:
+        if rule.endpoint.split(".")[0] not in SIGNED_IN_PAGES or "POST" not in rule.methods:
             continue
         response = await client.post(_path(rule.rule), form={"csrf_token": token}, headers=HTML)
         assert response.status_code in {200, 302, 400}, rule.rule
