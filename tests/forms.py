@@ -87,6 +87,7 @@ async def snapshot(app: Quart) -> tuple[Any, ...]:
         await fetch_val(app, "SELECT string_agg(display_name || password_hash, ',') FROM users"),
         await fetch_val(app, "SELECT count(*) FROM api_tokens"),
         await fetch_val(app, "SELECT max(authenticated_at) FROM sessions"),
+        await fetch_val(app, "SELECT count(*) FROM mfa_totp"),
     )
 
 

@@ -42,6 +42,7 @@ FORMS: dict[str, tuple[str, str, dict[str, str], bool]] = {
     "create a token": ("/account/tokens", "/account/tokens",
                        {"name": "backup", "scopes": "profile:read", "expires_in_days": "30"}, True),
     "revoke a token": ("/account/tokens", "/account/tokens/{token}/revoke", {}, True),
+    "set up two-factor sign-in": ("/account/security", "/account/security/setup", {}, True),
 }  # fmt: skip
 
 

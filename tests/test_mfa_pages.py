@@ -15,6 +15,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from authapp.models.users import User
+from authapp.web.enrolment import is_enrolment_allowed
 from tests.conftest import PASSWORD, Clock, fetch_val
 from tests.forms import (
     HTML,
@@ -493,6 +494,20 @@ async def test_forms_of_another_state_lead_back_with_a_message(
 
 
 # --- AUTHAPP_MFA_REQUIRED ---------------------------------------------------------------------
+
+# The pages an account without its required second factor still reaches.
+PAGE_ENROLMENT = {"auth.logout", "auth.reauth_page", "auth.reauth", "security.security",
+                  "security.start_setup", "security.confirm_setup", "security.regenerate_codes",
+                  "security.disable"}  # fmt: skip
+
+
+def test_the_enrolment_pages_are_exactly_these(app: Quart) -> None:
+    marked = {
+        endpoint
+        for endpoint, view in app.view_functions.items()
+        if not endpoint.startswith("api.") and is_enrolment_allowed(view)
+    }
+    assert marked == PAGE_ENROLMENT
 
 
 @pytest.mark.settings(MFA_REQUIRED="true")
