@@ -256,12 +256,13 @@ async def test_only_a_bearer_token_the_app_takes_skips_the_origin_check(
 @both("PAGES", True, False, BASE_URL=FRONT_END)
 async def test_pages_on_or_off(app: Quart, client: Client, mailbox: Mailbox, on: bool) -> None:
     blueprints = {endpoint.split(".")[0] for endpoint in endpoints(app)}
-    assert blueprints & {"auth", "protected"} == ({"auth", "protected"} if on else set())
+    pages = {"auth", "second_step", "protected", "security"}
+    assert blueprints & pages == (pages if on else set())
     assert {"api", "docs", "health", "openapi", "static"} <= blueprints
 
     home = await client.get("/", headers=HTML)
     assert home.status_code == (302 if on else 404)
-    for path in ("/auth/login", "/account", "/auth/verify-email/resend"):
+    for path in ("/auth/login", "/account", "/auth/verify-email/resend", "/account/security"):
         page = await client.get(path, headers=HTML)
         assert page.status_code == (200 if path.startswith("/auth") else 302) if on else 404
     # Without pages there are no error pages: a browser gets JSON too.
