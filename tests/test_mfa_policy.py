@@ -91,6 +91,13 @@ async def test_sign_out_stays_open(app: Quart, signed_in: Client) -> None:
 
 
 @REQUIRED
+async def test_the_docs_the_spec_and_the_probes_stay_open(app: Quart, signed_in: Client) -> None:
+    for path in ("/openapi.json", "/docs", "/healthz", "/static/style.css"):
+        response = await signed_in.get(path)
+        assert response.status_code == 200, path
+
+
+@REQUIRED
 async def test_the_policy_reaches_pages(app: Quart, signed_in: Client) -> None:
     response = await signed_in.get("/account", headers={"Accept": "text/html"})
     assert response.status_code == 302

@@ -21,8 +21,8 @@ ENROLMENT_ATTRIBUTE = "_authapp_enrolment_allowed"
 SECURITY_PAGE = "/account/security"
 # Nobody's account is in these: the API docs, the health probes, development's outbox.
 OPEN_BLUEPRINTS = frozenset({"docs", "health", "dev"})
-# The pages' stylesheet and icon: the security page itself needs them.
-OPEN_ENDPOINTS = frozenset({"static"})
+# The pages' stylesheet and icon (the security page itself needs them) and the API's spec.
+OPEN_ENDPOINTS = frozenset({"static", "openapi"})
 
 
 def enrolment_allowed(func: F) -> F:
