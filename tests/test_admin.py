@@ -63,7 +63,7 @@ ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "api.delete_user": ("DELETE", "/api/admin/users/{id}", None),
 }
 READS = {"api.list_users", "api.get_user", "api.list_roles"}
-ADMIN_FRESH_ROUTES = {endpoint: route for endpoint, route in ROUTES.items() if endpoint not in READS}
+ADMIN_FRESH_ROUTES = {name: route for name, route in ROUTES.items() if name not in READS}
 
 
 def test_every_admin_route_needs_a_permission_and_every_write_a_fresh_session(app: Quart) -> None:
@@ -72,7 +72,8 @@ def test_every_admin_route_needs_a_permission_and_every_write_a_fresh_session(ap
         if not rule.rule.startswith(("/api/admin", "/admin")):
             continue
         guard = getattr(app.view_functions[rule.endpoint], GUARD_ATTRIBUTE, None)
-        assert guard is not None and guard.permission is not None, rule.endpoint
+        assert guard is not None, rule.endpoint
+        assert guard.permission is not None, rule.endpoint
         writes = bool(rule.methods & {"POST", "PUT", "PATCH", "DELETE"})
         assert guard.fresh == writes, rule.endpoint
         assert guard.permission.endswith(":write") == writes, rule.endpoint
