@@ -73,7 +73,11 @@ async def answer_error(error: APIError) -> ResponseReturnValue:
 async def invalid_form(error: RequestSchemaValidationError) -> ResponseReturnValue:
     user_id = (request.view_args or {}).get("user_id")
     assert isinstance(user_id, UUID)  # only the user page's forms are validated
-    return await _user_page(user_id, status=400, errors=details_from(error.validation_error))
+    try:
+        return await _user_page(user_id, status=400, errors=details_from(error.validation_error))
+    except APIError as refused:  # no such user (an error handler's own error would be a 500)
+        await flash(refused.message, "error")
+        return redirect(USERS_PAGE)
 
 
 @bp.get("")
