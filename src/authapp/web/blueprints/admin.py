@@ -134,7 +134,7 @@ class ConfirmForm(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    confirm: str = Field(default="", max_length=3)
+    confirm: str = Field(default="", max_length=3, validate_default=True)
 
     @field_validator("confirm")
     @classmethod
