@@ -12,8 +12,16 @@ from quart.typing import TestClientProtocol as Client
 from authapp.accounts import roles
 from authapp.models.users import User
 from tests.conftest import Clock, app_state, fetch_val
-from tests.forms import HTML, api_client, csrf_from, field_error, flashes, form_login, page_text
-from tests.forms import post_form
+from tests.forms import (
+    HTML,
+    api_client,
+    csrf_from,
+    field_error,
+    flashes,
+    form_login,
+    page_text,
+    post_form,
+)
 from tests.test_page_markup import check_headers, check_markup
 
 MakeUser = Callable[..., Awaitable[User]]
