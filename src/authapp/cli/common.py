@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn, TypeVar, cast
 
 import click
@@ -71,3 +71,11 @@ def link_base(settings: Settings) -> str:
     host, port = parse_bind(settings.bind)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 (not a bind)
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def echo_table(rows: Sequence[tuple[str, ...]]) -> None:
+    """Rows (the first the heading) in columns as wide as their widest cell."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from ..accounts import roles as rules
-from .common import in_app
+from .common import echo_table, in_app
 
 
 @click.group()
@@ -22,10 +22,7 @@ def roles_list() -> None:
     for role in found:
         permissions = " ".join(role.permissions) or "-"
         rows.append((role.name, str(role.holders), permissions, role.description))
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        click.echo("  ".join(cells).rstrip())
+    echo_table(rows)
 
 
 @roles.command("create")

@@ -14,7 +14,7 @@ from ..config import Settings
 from ..infra.mail import OUTBOX_FOLDER
 from ..models.users import User
 from ..state import AppState
-from .common import fail, in_app, link_base
+from .common import echo_table, fail, in_app, link_base
 
 
 @click.group()
@@ -99,10 +99,7 @@ def users_list() -> None:
                 f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never",
             )
         )
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        click.echo("  ".join(cells).rstrip())
+    echo_table(rows)
     if not found:
         click.echo("(no users yet)")
 
