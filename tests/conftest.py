@@ -31,10 +31,11 @@ PASSWORD = "correct horse battery staple"
 SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
 ENCRYPTION_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI="  # a Fernet key: 32 bytes, base64
 ROOT = Path(__file__).resolve().parents[1]
-# Every table of account data, emptied before each test (whatever references users with it).
+# Every table of account data, emptied before each test (whatever references users with it),
+# and every role but the built-in one.
 EMPTY_TABLES = (
     "TRUNCATE users, sessions, email_tokens, api_tokens, security_events, mfa_totp, "
-    "mfa_recovery_codes, pending_sign_ins"
+    "mfa_recovery_codes, pending_sign_ins, user_roles; DELETE FROM roles WHERE name <> 'admin'"
 )
 
 

@@ -30,7 +30,7 @@ from authapp.models.users import User
 from tests.conftest import PASSWORD, ROOT, execute, fetch_val
 from tests.forms import FIREFOX
 from tests.mailbox import Mailbox, SmtpServer
-from tests.servers import hypercorn
+from tests.servers import clean_env, hypercorn
 
 CHROMIUM = os.environ.get("AUTHAPP_CHROMIUM", "/usr/bin/chromium")
 # This machine reaches no internet: nothing in the background may try.
@@ -455,3 +455,68 @@ async def test_a_person_signs_out_another_device_and_confirms_their_password(
     await expect(page.locator("#tokens > li")).to_contain_text("backup script")
     await context.close()
     watch.assert_clean()
+
+
+async def sign_in_as(page: Page, email: str) -> None:
+    await page.goto("/auth/login")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("link", name="Account", exact=True)).to_be_visible()
+
+
+async def test_an_admin_made_by_the_cli_deactivates_a_user_whose_session_then_ends(
+    app: Quart,
+    server: str,
+    browser: Browser,
+    screenshots: Path,
+    make_user: MakeUser,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    from tests.test_cli import run_cli  # the real executable, as an operator runs it
+
+    env = clean_env(AUTHAPP_ENV="testing", AUTHAPP_DATABASE_URL=database_url,
+                    AUTHAPP_INSTANCE_PATH=str(tmp_path / "cli"))  # fmt: skip
+    made = run_cli("users", "create", "--email", "root@example.com", "--verified", env=env,
+                   stdin=PASSWORD)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    granted = run_cli("roles", "grant", "root@example.com", "admin", env=env)
+    assert granted.returncode == 0, granted.stderr
+    await make_user("bob@example.com", display_name="Bob")
+
+    bob_context, bob_watch = await open_context(browser, server)
+    bob = await bob_context.new_page()
+    await sign_in_as(bob, "bob@example.com")
+    await expect(bob.get_by_role("link", name="Admin")).to_have_count(0)
+
+    context, watch = await open_context(browser, server)
+    page = await context.new_page()
+    await sign_in_as(page, "root@example.com")
+    await page.get_by_role("link", name="Admin").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Users")
+    await page.get_by_label("Address or name").fill("BOB")
+    await page.get_by_role("button", name="Search").click()
+    await expect(page.get_by_role("table")).to_contain_text("bob@example.com")
+    await shoot(page, screenshots, "30-admin-users.png")
+    await page.get_by_role("link", name="bob@example.com").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("bob@example.com")
+    # The box is the confirmation: without it the browser does not even send the form.
+    await page.get_by_role("button", name="Deactivate").click()
+    await expect(page.locator("#status")).to_have_text("active")
+    await page.get_by_label("Yes, deactivate it").check()
+    await shoot(page, screenshots, "31-admin-user.png")
+    await page.get_by_role("button", name="Deactivate").click()
+    await expect(page.get_by_role("status")).to_contain_text("bob@example.com is deactivated")
+    await expect(page.locator("#status")).to_have_text("deactivated")
+
+    # Bob's open session is refused on its very next request.
+    await bob.goto("/account")
+    await expect(bob).to_have_url(re.compile(r"/auth/login"))
+    await expect(bob.get_by_role("alert")).to_have_text(
+        "Your session has ended. Please sign in again."
+    )
+    watch.assert_clean()
+    bob_watch.assert_clean()
+    await context.close()
+    await bob_context.close()

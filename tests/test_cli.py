@@ -326,3 +326,39 @@ def test_the_start_up_lines_show_no_password(caplog: pytest.LogCaptureFixture) -
         "data: PostgreSQL at postgresql://authapp@db.internal:5432/authapp",
         "mail: SMTP server mail.example.com:465 (TLS: tls)",
     ]
+
+
+async def test_roles_from_the_shell_make_the_first_admin_and_keep_the_last(
+    app: Quart, env: dict[str, str]
+) -> None:
+    create(env, "root@example.com", "--verified")
+    granted = run_cli("roles", "grant", "ROOT@example.com", "admin", env=env)
+    assert (granted.returncode, granted.stdout) == (0, "root@example.com now holds admin\n")
+    client = app.test_client()
+    login = await client.post(
+        "/api/auth/login", json={"email": "root@example.com", "password": PASSWORD}
+    )
+    assert login.status_code == 200
+    assert (await client.get("/api/admin/users")).status_code == 200
+
+    made = run_cli("roles", "create", "support", "--permission", "users:read", env=env)
+    assert (made.returncode, made.stdout) == (0, "created role support: users:read\n")
+    typo = run_cli("roles", "create", "ops", "--permission", "user:read", env=env)
+    assert typo.returncode == 1
+    assert typo.stderr.startswith("authapp: error: user:read is no permission; there are")
+    listed = run_cli("roles", "list", env=env).stdout.splitlines()
+    assert [line.split()[:3] for line in listed[1:]] == [
+        ["admin", "1", "users:read"], ["support", "0", "users:read"],
+    ]  # fmt: skip
+
+    last = run_cli("roles", "revoke", "root@example.com", "admin", env=env)
+    assert (last.returncode, last.stderr) == (
+        1, "authapp: error: This is the last active admin: grant another account admin first.\n"
+    )  # fmt: skip
+    kept = run_cli("users", "deactivate", "root@example.com", env=env)
+    assert kept.returncode == 1
+    unknown = run_cli("roles", "grant", "root@example.com", "nope", env=env)
+    assert (unknown.returncode, unknown.stderr) == (
+        1, "authapp: error: There is no role named nope.\n"
+    )  # fmt: skip
+    assert (await client.get("/api/admin/users")).status_code == 200

@@ -11,6 +11,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from quart_db import UndefinedParameterError
 
+from authapp.accounts import roles
 from authapp.infra.database import migrations_path
 from tests.conftest import PASSWORD, ROOT, app_state, fetch_val
 from tests.forms import api_client
@@ -69,6 +70,28 @@ async def test_a_signed_in_request_is_one_round_trip_to_the_database(
         me = await signed_in.get("/api/me", headers={"Authorization": f"Bearer {token}"})
         assert me.status_code == 200
     assert round_trips(app) - before == 5
+
+
+async def test_permissions_come_with_the_session_and_the_token_for_nothing_more(
+    app: Quart, signed_in: Client
+) -> None:
+    # Refused for want of a permission: the one statement that resolved the session decided.
+    assert (await signed_in.get("/api/admin/roles")).status_code == 403
+    before = round_trips(app)
+    assert (await signed_in.get("/api/admin/roles")).status_code == 403
+    assert round_trips(app) - before == 1
+    await roles.grant_by_email(app_state(app).db, "alice@example.com", "admin")
+    # Let in: that statement, and the route's own query (the roles it lists).
+    assert (await signed_in.get("/api/admin/roles")).status_code == 200
+    before = round_trips(app)
+    assert (await signed_in.get("/api/admin/roles")).status_code == 200
+    assert round_trips(app) - before == 2
+    created = await signed_in.post("/api/tokens", json={"name": "ci", "scopes": ["users:read"]})
+    bearer = {"Authorization": f"Bearer {(await created.get_json())['token']}"}
+    assert (await signed_in.get("/api/admin/roles", headers=bearer)).status_code == 200
+    before = round_trips(app)
+    assert (await signed_in.get("/api/admin/roles", headers=bearer)).status_code == 200
+    assert round_trips(app) - before == 2
 
 
 async def test_a_sign_in_is_three_round_trips_besides_the_hash(

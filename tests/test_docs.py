@@ -16,7 +16,13 @@ async def test_openapi_describes_the_api(client: Client) -> None:
     spec = await response.get_json()
     assert spec["info"]["title"] == "authapp"
     assert spec["info"]["version"] == "0.1.0"
-    assert {tag["name"] for tag in spec["tags"]} == {"auth", "account", "sessions", "tokens"}
+    assert {tag["name"] for tag in spec["tags"]} == {
+        "auth",
+        "account",
+        "sessions",
+        "tokens",
+        "admin",
+    }
     assert spec["components"]["securitySchemes"] == {
         "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "__Host-authapp_session"},
         "bearerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "authapp_pat_..."},
@@ -30,6 +36,11 @@ async def test_openapi_describes_the_api(client: Client) -> None:
         "/api/sessions/revoke-others", "/api/sessions/revoke-all", "/api/tokens",
         "/api/tokens/{token_id}", "/api/me/events", "/api/auth/mfa", "/api/me/mfa",
         "/api/me/mfa/totp", "/api/me/mfa/totp/confirm", "/api/me/mfa/recovery-codes",
+        "/api/admin/users", "/api/admin/users/{user_id}", "/api/admin/roles",
+        "/api/admin/users/{user_id}/deactivate", "/api/admin/users/{user_id}/activate",
+        "/api/admin/users/{user_id}/sessions/revoke-all",
+        "/api/admin/users/{user_id}/reset-access",
+        "/api/admin/users/{user_id}/send-password-reset", "/api/admin/users/{user_id}/roles",
     }  # fmt: skip
     login = paths["/api/auth/login"]["post"]
     assert login["requestBody"]["content"]["application/json"]["schema"]
@@ -47,6 +58,8 @@ async def test_openapi_describes_the_api(client: Client) -> None:
 
 # Who may call each signed-in route: a session always; a token only with the scope named.
 SESSION = {"sessionCookie": []}
+READ = {"sessionCookie": ["users:read"]}
+WRITE = {"sessionCookie": ["users:write"]}
 SECURITY = {
     ("/api/me", "get"): [SESSION, {"bearerToken": ["profile:read"]}],
     ("/api/me/events", "get"): [SESSION, {"bearerToken": ["profile:read"]}],
@@ -68,6 +81,18 @@ SECURITY = {
     ("/api/me/mfa/totp/confirm", "post"): [SESSION],
     ("/api/me/mfa/totp", "delete"): [SESSION],
     ("/api/me/mfa/recovery-codes", "post"): [SESSION],
+    # A permission: a session of a user who holds it (OpenAPI 3.1 lets an API key name the
+    # roles it needs); a token too for reads, when it also has it as a scope.
+    ("/api/admin/users", "get"): [READ, {"bearerToken": ["users:read"]}],
+    ("/api/admin/users/{user_id}", "get"): [READ, {"bearerToken": ["users:read"]}],
+    ("/api/admin/roles", "get"): [READ, {"bearerToken": ["users:read"]}],
+    ("/api/admin/users/{user_id}/deactivate", "post"): [WRITE],
+    ("/api/admin/users/{user_id}/activate", "post"): [WRITE],
+    ("/api/admin/users/{user_id}/sessions/revoke-all", "post"): [WRITE],
+    ("/api/admin/users/{user_id}/reset-access", "post"): [WRITE],
+    ("/api/admin/users/{user_id}/send-password-reset", "post"): [WRITE],
+    ("/api/admin/users/{user_id}/roles", "put"): [{"sessionCookie": ["roles:write"]}],
+    ("/api/admin/users/{user_id}", "delete"): [WRITE],
 }
 
 

@@ -37,6 +37,13 @@ ALL_OPERATIONS = frozenset({
     ("/api/tokens/{token_id}", "delete"), ("/api/auth/mfa", "post"), ("/api/me/mfa", "get"),
     ("/api/me/mfa/totp", "post"), ("/api/me/mfa/totp/confirm", "post"),
     ("/api/me/mfa/totp", "delete"), ("/api/me/mfa/recovery-codes", "post"),
+    ("/api/admin/users", "get"), ("/api/admin/users/{user_id}", "get"),
+    ("/api/admin/roles", "get"), ("/api/admin/users/{user_id}/deactivate", "post"),
+    ("/api/admin/users/{user_id}/activate", "post"),
+    ("/api/admin/users/{user_id}/sessions/revoke-all", "post"),
+    ("/api/admin/users/{user_id}/reset-access", "post"),
+    ("/api/admin/users/{user_id}/send-password-reset", "post"),
+    ("/api/admin/users/{user_id}/roles", "put"), ("/api/admin/users/{user_id}", "delete"),
 })  # fmt: skip
 REGISTRATION_OPERATIONS = {("/api/auth/register", "post")}
 TOKEN_OPERATIONS = {

@@ -42,6 +42,8 @@ def room_of(module: str) -> str:
     if module in ASSEMBLY:
         return "assembly"
     parts = module.split(".")
+    if parts[:2] == ["authapp", "cli"]:  # the command line, a package beside create_app: the top
+        return "top"
     return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in ROOMS) else "top"
 
 

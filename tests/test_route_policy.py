@@ -29,7 +29,7 @@ NEEDS_FRESH = {"protected.change_password", "protected.change_email", "protected
                "security.start_setup", "security.confirm_setup", "security.regenerate_codes",
                "security.disable"}  # fmt: skip
 # The blueprints of pages behind a session, and of every page's forms.
-SIGNED_IN_PAGES = {"protected", "security"}
+SIGNED_IN_PAGES = {"protected", "security", "admin"}
 PAGES = {"auth", "second_step", *SIGNED_IN_PAGES}
 # Mutating routes that need no limit: sign-out only ends the caller's own session.
 EXEMPT_FROM_LIMITS = {"api.logout", "auth.logout"}

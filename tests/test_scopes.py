@@ -60,7 +60,8 @@ async def test_another_app_does_not_have_it(
     detail = (await refused.get_json())["details"][0]
     assert detail["field"] == "scopes.0"
     assert detail["message"] == (
-        "Input should be 'profile:read', 'profile:write', 'sessions:read' or 'sessions:write'"
+        "Input should be 'profile:read', 'profile:write', 'sessions:read', 'sessions:write', "
+        "'users:read', 'users:write', 'roles:write' or 'audit:read'"
     )
 
 

@@ -13,9 +13,9 @@ from blinker import NamedSignal
 from quart import Quart
 
 from authapp import signals
-from authapp.accounts import admin
+from authapp.accounts import admin, registration
 from authapp.signals import AccountEvent
-from tests.conftest import PASSWORD, app_state
+from tests.conftest import PASSWORD, app_state, execute, fetch_val
 from tests.mailbox import Mailbox, drain
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -193,6 +193,45 @@ async def fail_mfa(app: Quart, mailbox: Mailbox) -> None:
     assert (await client.post("/api/auth/mfa", json=body)).status_code == 400
 
 
+ROOT = "root@example.com"
+
+
+async def as_admin(app: Quart) -> tuple[Any, Any]:
+    """Root, an admin (the role written straight in: no event of its own), signed in; and
+    Alice's id."""
+    state = app_state(app)
+    await registration.register(state.db, state.hashing, state.settings, email=ROOT,
+                                password=PASSWORD, display_name="Root")  # fmt: skip
+    await execute(app, "INSERT INTO user_roles (user_id, role, granted_at) SELECT id, 'admin', "
+                  "now() FROM users WHERE email = :root", {"root": ROOT})  # fmt: skip
+    client = app.test_client()
+    body = {"email": ROOT, "password": PASSWORD}
+    assert (await client.post("/api/auth/login", json=body)).status_code == 200
+    return client, await fetch_val(app, "SELECT id FROM users WHERE email = :e", {"e": EMAIL})
+
+
+async def change_roles(app: Quart, mailbox: Mailbox) -> None:
+    client, alice = await as_admin(app)
+    answer = await client.put(f"/api/admin/users/{alice}/roles", json={"roles": ["admin"]})
+    assert answer.status_code == 200
+
+
+async def reset_access(app: Quart, mailbox: Mailbox) -> None:
+    client, alice = await as_admin(app)
+    assert (await client.post(f"/api/admin/users/{alice}/reset-access")).status_code == 200
+
+
+async def send_reset_link(app: Quart, mailbox: Mailbox) -> None:
+    client, alice = await as_admin(app)
+    sent = await client.post(f"/api/admin/users/{alice}/send-password-reset")
+    assert sent.status_code == 202
+
+
+async def act_as_admin(app: Quart, mailbox: Mailbox) -> None:
+    client, alice = await as_admin(app)
+    assert (await client.post(f"/api/admin/users/{alice}/sessions/revoke-all")).status_code == 200
+
+
 # signal: (what sets it off, once Alice is registered; None: the registration itself)
 TABLE: dict[str, Action | None] = {
     "registered": None,
@@ -217,6 +256,10 @@ TABLE: dict[str, Action | None] = {
     "recovery_codes_regenerated": regenerate_codes,
     "recovery_code_used": use_recovery_code,
     "mfa_failed": fail_mfa,
+    "roles_changed": change_roles,
+    "access_reset": reset_access,
+    "password_reset_sent": send_reset_link,
+    "admin_action": act_as_admin,  # its user is the administrator, Root
 }
 
 
@@ -311,8 +354,9 @@ async def test_a_receiver_gets_each_event_once_after_commit(
 async def user_id(app: Quart, event: AccountEvent) -> Any:
     if event.name == "account_deleted":
         return event.user_id  # gone: nothing to compare with but itself
-    async with app_state(app).db.connection() as connection:
-        return await connection.fetch_val("SELECT id FROM users")
+    # Alice, whatever her address by now; or Root, the administrator who acted.
+    query = "SELECT id FROM users WHERE (email = :root) = :is_root"
+    return await fetch_val(app, query, {"root": ROOT, "is_root": event.name == "admin_action"})
 
 
 async def test_a_failed_change_signals_nothing(

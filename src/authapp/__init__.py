@@ -3,7 +3,8 @@ the public API a product built on authapp imports from here:
 
     from authapp import APIError, auth_required, create_app, current_account, database
     from authapp import NoContent, check_api_origin, check_csrf, documents_errors
-    from authapp import register_scope, signals, signed_in_account, validation_error
+    from authapp import register_permission, register_scope, signals, signed_in_account
+    from authapp import validation_error
 
 Everything else is authapp's own and may move.
 """
@@ -36,7 +37,7 @@ from .infra.logs import configure_logging
 from .infra.mail import init_mail
 from .infra.workers import exit_worker_with_parent
 from .state import AppState, state
-from .web.blueprints import api, auth, dev, docs, health, protected, second_step, security
+from .web.blueprints import admin, api, auth, dev, docs, health, protected, second_step, security
 from .web.csrf import check_api_origin, check_csrf
 from .web.enrolment import enforce_mfa_enrolment
 from .web.errors import documents_errors, register_error_handlers
@@ -63,6 +64,7 @@ __all__ = [
     "current_account",
     "database",
     "documents_errors",
+    "register_permission",
     "register_scope",
     "signals",
     "signed_in_account",
@@ -125,7 +127,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     init_mail(app, settings)
     init_audit(app, app_state.db, settings)
     # The API's docs stay with the API when AUTHAPP_PAGES leaves out the HTML pages.
-    pages = (auth.bp, second_step.bp, protected.bp, security.bp) if settings.pages else ()
+    pages = (auth.bp, second_step.bp, protected.bp, security.bp, admin.bp) if settings.pages else ()
     for blueprint in (*pages, api.bp, docs.bp, health.bp):
         app.register_blueprint(blueprint)
     if settings.env == "development" and settings.pages:  # mailed links for the developer's eyes
@@ -177,3 +179,12 @@ def register_scope(app: Quart, name: str, description: str) -> str:
     `auth_required(name)`. Every scope a route names must be registered before the app serves."""
     app_state: AppState = app.extensions["authapp"]
     return app_state.scopes.register(name, description)
+
+
+def register_permission(app: Quart, name: str, description: str) -> str:
+    """Add a permission to this app (`resource:action`, such as `notes:moderate`): a role may
+    hold it (`authapp roles create`), and `auth_required(permission=name)` lets in only a
+    session or token of a user who holds it now (a token also needs it as a scope); returns
+    `name`. Register it before the app serves."""
+    app_state: AppState = app.extensions["authapp"]
+    return app_state.scopes.register(name, description, permission=True)

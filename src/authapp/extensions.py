@@ -207,6 +207,7 @@ def _tags(settings: Settings) -> list[Tag | dict[Any, Any]]:
     ]
     if settings.api_tokens:
         tags.append(Tag(name="tokens", description="Personal API tokens for scripts and programs."))
+    tags.append(Tag(name="admin", description="Administration: users and roles, by permission."))
     return tags
 
 

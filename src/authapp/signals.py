@@ -66,6 +66,20 @@ mfa_failed = namespace.signal(
     "mfa_failed", doc="A wrong (or, on a locked account, unchecked) second factor was given."
 )
 
+roles_changed = namespace.signal(
+    "roles_changed", doc="Roles were granted or taken away (an administrator or the CLI)."
+)
+access_reset = namespace.signal(
+    "access_reset",
+    doc="An administrator ended every session, token, second factor and pending sign-in.",
+)
+password_reset_sent = namespace.signal(
+    "password_reset_sent", doc="An administrator mailed the user a link to reset the password."
+)
+admin_action = namespace.signal(
+    "admin_action", doc="An administrator acted on another account (sent for the administrator)."
+)
+
 
 @dataclass(frozen=True)
 class AccountEvent:

@@ -14,6 +14,7 @@ from authapp.models.users import User
 from authapp.web.guards import GUARD_ATTRIBUTE
 from tests.conftest import PASSWORD, Clock, fetch_val
 from tests.forms import api_client, forget_device
+from tests.test_admin import ADMIN_FRESH_ROUTES
 from tests.test_mfa import MFA_FRESH_ROUTES
 
 MakeUser = Callable[..., Awaitable[User]]
@@ -222,7 +223,7 @@ def test_the_table_names_every_fresh_api_route(app: Quart) -> None:
         if endpoint.startswith("api.") and getattr(view, GUARD_ATTRIBUTE, None)
         and getattr(view, GUARD_ATTRIBUTE).fresh
     }  # fmt: skip
-    assert fresh == set(FRESH_ROUTES) | set(MFA_FRESH_ROUTES)
+    assert fresh == set(FRESH_ROUTES) | set(MFA_FRESH_ROUTES) | set(ADMIN_FRESH_ROUTES)
 
 
 @pytest.mark.settings(RATE_LIMIT_ENABLED="false")

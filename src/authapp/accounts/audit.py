@@ -62,6 +62,10 @@ EventKind = Literal[
     "recovery_codes_regenerated",
     "recovery_code_used",
     "mfa_failed",
+    "roles_changed",
+    "access_reset",
+    "password_reset_sent",
+    "admin_action",
 ]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 SWEEP_EVERY = 3600  # seconds at most between sweeps; at random from half that, so workers spread
@@ -91,6 +95,10 @@ SIGNALS: dict[EventKind, NamedSignal] = {
     "recovery_codes_regenerated": signals.recovery_codes_regenerated,
     "recovery_code_used": signals.recovery_code_used,
     "mfa_failed": signals.mfa_failed,
+    "roles_changed": signals.roles_changed,
+    "access_reset": signals.access_reset,
+    "password_reset_sent": signals.password_reset_sent,
+    "admin_action": signals.admin_action,
 }
 
 

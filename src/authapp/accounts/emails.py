@@ -51,3 +51,19 @@ def email_key(value: str) -> str | None:
 def email_key_digest(key: str) -> str:
     """A digest of an address key, for stores and cookies that must not hold the address."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def email_key_fragment(value: str) -> str:
+    """A piece of an address folded as email_key folds one (for searching the key column by
+    substring): a whole address is its key; anything else is trimmed, in NFC, with only A-Z
+    lower-cased (a piece of a non-ASCII domain finds nothing: keys hold it as IDNA ASCII)."""
+    key = email_key(value)
+    if key is not None:
+        return key
+    return unicodedata.normalize("NFC", value.strip()).translate(_ASCII_LOWER)
+
+
+def like_pattern(fragment: str) -> str:
+    """A LIKE pattern (with ESCAPE '\\') matching `fragment` anywhere, its wildcards literal."""
+    escaped = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

@@ -47,30 +47,53 @@ BUILTIN_SCOPES: dict[Scope, str] = {
     "sessions:read": "List your sessions (GET /api/sessions).",
     "sessions:write": "Revoke one of your sessions (DELETE /api/sessions/{id}).",
 }
+# Permissions are scopes a user holds through their roles (accounts/roles.py), not by signing
+# in: a route guarded by one (auth_required(permission=...)) takes a session of a user who
+# holds it, or a token of such a user that also has it as a scope. The built-in `admin` role
+# holds these four (migration 8); a product registers its own (authapp.register_permission).
+BUILTIN_PERMISSIONS: dict[Scope, str] = {
+    "users:read": "Administration: find users and see their accounts (GET /api/admin/...).",
+    "users:write": "Administration: deactivate, reset and delete other users' accounts.",
+    "roles:write": "Administration: grant and take away roles.",
+    "audit:read": "Administration: read other users' security events.",
+}
 
 
 class Scopes:
     """The scopes the tokens of one app may have, in the order they were registered."""
 
     def __init__(self) -> None:
-        self._described = dict(BUILTIN_SCOPES)
+        self._described = {**BUILTIN_SCOPES, **BUILTIN_PERMISSIONS}
+        self._permissions = set(BUILTIN_PERMISSIONS)
 
-    def register(self, name: str, description: str) -> Scope:
-        """Add a scope (a product's own, such as `notes:write`); the same registration twice
-        is harmless, another description for a known scope is an error."""
+    def register(self, name: str, description: str, *, permission: bool = False) -> Scope:
+        """Add a scope (a product's own, such as `notes:write`), or with `permission` one that
+        only users who hold it through a role may use; the same registration twice is
+        harmless, another description or kind for a known scope is an error."""
         if not SCOPE_SHAPE.match(name):
             raise ValueError(f"a scope looks like 'notes:write' (lower case), not {name!r}")
         known = self._described.get(name)
-        if known is not None and known != description:
+        if known is not None and (known != description or permission != self.is_permission(name)):
             raise ValueError(f"the scope {name!r} is registered already, as {known!r}")
         self._described[name] = description
+        if permission:
+            self._permissions.add(name)
         return name
 
     def names(self) -> tuple[Scope, ...]:
         return tuple(self._described)
 
-    def described(self) -> dict[Scope, str]:
-        return dict(self._described)
+    def is_permission(self, name: str) -> bool:
+        return name in self._permissions
+
+    def permissions(self) -> tuple[Scope, ...]:
+        return tuple(name for name in self._described if name in self._permissions)
+
+    def described(self, holding: list[str] | None = None) -> dict[Scope, str]:
+        """Every scope; with `holding`, only the permissions among them that it names (what a
+        user with those permissions may put in a token)."""
+        return {name: text for name, text in self._described.items()
+                if holding is None or name not in self._permissions or name in holding}  # fmt: skip
 
     def check(self, name: str) -> Scope:
         """`name`, or a ValueError (a validation error of the field that named it)."""
@@ -144,6 +167,11 @@ async def create_api_token(
     itself, which is never shown again."""
     for scope in scopes:
         known.check(scope)
+        if known.is_permission(scope) and scope not in account.permissions:
+            # It would do nothing (a permission also needs its role), and says what it is not.
+            raise validation_error(
+                "scopes", f"You do not hold the permission {scope}.", "permission"
+            )
     days = settings.token_lifetime_days if expires_in_days is None else expires_in_days
     if not 1 <= days <= settings.token_max_lifetime_days:
         raise validation_error(

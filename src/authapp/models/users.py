@@ -10,6 +10,7 @@ import asyncpg
 from quart_db import Connection
 
 from .mfa import HAS_SECOND_FACTOR
+from .roles import PERMISSIONS
 
 # A CTE that turns off waiting for the disk at this statement's commit, for writes that a
 # crash may lose (counts, "last seen" marks) on paths whose speed matters. It only takes
@@ -53,13 +54,15 @@ class Account:
     previous_login_at: datetime | None
     previous_login_ip: str | None
     has_second_factor: bool  # now, not when the credential was granted (MFA_REQUIRED asks)
+    permissions: list[str]  # through the user's roles, now (auth_required(permission=...) asks)
 
 
 # The columns of Account, for queries that join users as `u` to the credential they resolve.
 ACCOUNT_COLUMNS = f"""u.id AS user_id, u.email, u.email_key, u.display_name, u.email_verified_at,
                       u.created_at, u.last_login_at, u.previous_login_at,
                       host(u.previous_login_ip) AS previous_login_ip,
-                      {HAS_SECOND_FACTOR} AS has_second_factor"""
+                      {HAS_SECOND_FACTOR} AS has_second_factor,
+                      {PERMISSIONS} AS permissions"""
 
 
 async def select_user_by_email_key(db: Connection, email_key: str) -> User | None:
@@ -84,6 +87,53 @@ async def select_users(db: Connection) -> list[User]:
         f"SELECT {_COLUMNS} FROM users ORDER BY created_at, email"  # noqa: S608
     )
     return [User(**row) for row in rows]
+
+
+@dataclass(frozen=True)
+class ListedUser(User):
+    """A user as the administrators' table shows them."""
+
+    roles: list[str]
+
+
+@dataclass(frozen=True)
+class UserFilter:
+    """What the administrators' table asks for: `key_pattern` and `name_pattern` are LIKE
+    patterns (escaped by the caller) on the address key and the display name; `after` is the
+    (created_at, id) of the last user of the page before."""
+
+    key_pattern: str | None = None
+    name_pattern: str | None = None
+    active: bool | None = None
+    role: str | None = None
+    after: tuple[datetime, UUID] | None = None
+
+
+async def select_users_page(db: Connection, where: UserFilter, limit: int) -> list[ListedUser]:
+    """Users matching `where`, the newest first, (created_at, id) breaking ties: a stable
+    order, so a page ends where the next begins whatever is added meanwhile."""
+    after_at, after_id = where.after or (None, None)
+    rows = await db.fetch_all(
+        f"""SELECT {_COLUMNS},
+                   ARRAY(SELECT ur.role FROM user_roles ur WHERE ur.user_id = u.id
+                          ORDER BY ur.role) AS roles
+              FROM users u
+             WHERE (CAST(:key_pattern AS text) IS NULL
+                    OR u.email_key LIKE :key_pattern ESCAPE '\\'
+                    OR u.display_name ILIKE :name_pattern ESCAPE '\\')
+               AND (CAST(:active AS boolean) IS NULL OR u.is_active = :active)
+               AND (CAST(:role AS text) IS NULL OR EXISTS (
+                        SELECT 1 FROM user_roles ur WHERE ur.user_id = u.id AND ur.role = :role))
+               AND (CAST(:after_at AS timestamptz) IS NULL
+                    OR (u.created_at, u.id) < (CAST(:after_at AS timestamptz),
+                                               CAST(:after_id AS uuid)))
+          ORDER BY u.created_at DESC, u.id DESC
+             LIMIT :limit""",  # noqa: S608 (a fixed fragment, values are bound)
+        {"key_pattern": where.key_pattern, "name_pattern": where.name_pattern,
+         "active": where.active, "role": where.role, "after_at": after_at,
+         "after_id": after_id, "limit": limit},
+    )  # fmt: skip
+    return [ListedUser(**row) for row in rows]
 
 
 async def insert_user(

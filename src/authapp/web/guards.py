@@ -1,6 +1,6 @@
 """Who is calling: the session cookie or, on the JSON API, a bearer token, resolved to an
 account once per request; and `auth_required`, the guard of every signed-in route (scopes,
-fresh sign-in, and the OpenAPI security it documents)."""
+permissions, fresh sign-in, and the OpenAPI security it documents)."""
 
 from __future__ import annotations
 
@@ -117,6 +117,18 @@ async def signed_in_session() -> SessionAccount:
     return account
 
 
+def forbidden(permission: Scope) -> APIError:
+    return APIError(403, "FORBIDDEN", f"This needs the {permission} permission, which you lack.")
+
+
+def holds(account: SessionAccount | TokenAccount, permission: Scope) -> bool:
+    """Whether the caller may use `permission` now: its user holds it through a role, and a
+    token was also given it as a scope."""
+    if isinstance(account, TokenAccount) and permission not in account.scopes:
+        return False
+    return permission in account.permissions
+
+
 def insufficient_scope(scope: Scope | None) -> APIError:
     if scope is None:
         message = "API tokens cannot do this: sign in with your password."
@@ -131,13 +143,14 @@ class Guard:
 
     scope: Scope | None
     fresh: bool
+    permission: Scope | None = None
 
 
 GUARD_ATTRIBUTE = "_authapp_guard"
 
 
 def auth_required(
-    scope: Scope | None = None, *, fresh: bool = False
+    scope: Scope | None = None, *, permission: Scope | None = None, fresh: bool = False
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """Let a route run only for a signed-in caller, and document who may call it.
 
@@ -146,10 +159,18 @@ def auth_required(
     everywhere) take only a session whose password was proved within AUTHAPP_FRESHNESS, else
     401 `REAUTH_REQUIRED`. Without a scope a route is the session's alone: a new route added
     without thought never lets tokens in.
+
+    A `permission` (`users:read`) is asked of the user behind the session or token at each
+    request, resolved with it (accounts/roles.py): 403 `FORBIDDEN` without it. A token must
+    also have it as a scope; a fresh route takes no token at all.
     """
-    security: list[dict[str, list[str]]] = [{"sessionCookie": []}]
-    if scope is not None and not fresh:
-        security.append({"bearerToken": [scope]})
+    if scope is not None and permission is not None:
+        raise ValueError("a route names a scope or a permission, not both")
+    token_scope = permission or scope
+    # OpenAPI 3.1 lets a non-OAuth scheme list the roles it needs: the permission.
+    security: list[dict[str, list[str]]] = [{"sessionCookie": [permission] if permission else []}]
+    if token_scope is not None and not fresh:
+        security.append({"bearerToken": [token_scope]})
 
     def decorator(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @wraps(func)
@@ -163,27 +184,38 @@ def auth_required(
                     )  # fmt: skip
                 raise Unauthorized()
             if isinstance(account, TokenAccount):
-                if scope is None or fresh or scope not in account.scopes:
-                    raise insufficient_scope(None if fresh else scope)
-            elif fresh and not is_fresh(account, state().settings):
+                if token_scope is None or fresh or token_scope not in account.scopes:
+                    raise insufficient_scope(None if fresh else token_scope)
+                stale = False
+            else:
+                stale = fresh and not is_fresh(account, state().settings)
+            # Before freshness: nobody is sent to confirm a password for what they may not do.
+            if permission is not None and permission not in account.permissions:
+                raise forbidden(permission)
+            if stale:
                 raise reauth_required()
             return await func(*args, **kwargs)
 
         setattr(guarded, QUART_SCHEMA_SECURITY_ATTRIBUTE, security)
-        setattr(guarded, GUARD_ATTRIBUTE, Guard(scope, fresh))
+        setattr(guarded, GUARD_ATTRIBUTE, Guard(scope, fresh, permission))
         return guarded
 
     return decorator
 
 
 def unregistered_scopes(app: Quart) -> list[str]:
-    """The routes of `app` whose guard names a scope the app's tokens cannot have (a typo, or
-    a product's scope never registered with authapp.register_scope)."""
-    known = set(cast(Any, app.extensions["authapp"]).scopes.names())
-    return sorted(
-        f"{endpoint} needs {guard.scope!r}"
-        for endpoint, view in app.view_functions.items()
-        if (guard := getattr(view, GUARD_ATTRIBUTE, None)) is not None
-        and guard.scope is not None
-        and guard.scope not in known
-    )
+    """The routes of `app` whose guard names a scope the app's tokens cannot have, or a
+    permission no role can give (a typo, or a product's scope or permission never registered
+    with authapp.register_scope or register_permission)."""
+    scopes = cast(Any, app.extensions["authapp"]).scopes
+    known, permissions = set(scopes.names()), set(scopes.permissions())
+    missing = []
+    for endpoint, view in app.view_functions.items():
+        guard = getattr(view, GUARD_ATTRIBUTE, None)
+        if guard is None:
+            continue
+        if guard.scope is not None and guard.scope not in known:
+            missing.append(f"{endpoint} needs {guard.scope!r}")
+        if guard.permission is not None and guard.permission not in permissions:
+            missing.append(f"{endpoint} needs the permission {guard.permission!r}")
+    return sorted(missing)

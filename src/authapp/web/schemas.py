@@ -40,6 +40,9 @@ TokenName = Annotated[
     AfterValidator(_plain_text),
 ]
 
+# A role's name, as migration 8 allows one (a wrong one is simply not found).
+RoleName = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+
 
 class NoContent:
     """No content."""

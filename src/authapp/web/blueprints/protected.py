@@ -305,14 +305,16 @@ async def _tokens_page(
     lifetimes = sorted({*TOKEN_LIFETIMES, settings.token_lifetime_days})
     # After an error the form keeps its choices; after a token was made it starts over.
     form = await request.form if request.method == "POST" and created is None else MultiDict()
+    account = await signed_in_session()
     return await _settings_page(
         "protected/tokens.html",
         status=status,
         errors=errors,
         message=message,
         created=created,
-        tokens=await tokens.list_api_tokens(app_state.db, await signed_in_session()),
-        scopes=app_state.scopes.described(),
+        tokens=await tokens.list_api_tokens(app_state.db, account),
+        # Permissions only to those who hold them: a token of anyone else could not use one.
+        scopes=app_state.scopes.described(account.permissions),
         chosen_scopes=form.getlist("scopes"),
         lifetimes=[days for days in lifetimes if days <= settings.token_max_lifetime_days],
         chosen_lifetime=form.get("expires_in_days", str(settings.token_lifetime_days)),

@@ -186,7 +186,8 @@ class SecurityEventOut(BaseModel):
         "`until` (account_locked), `sessions_revoked` and `tokens_revoked` (password_changed, "
         "password_reset, account_deactivated, account_activated), `new_email` and `old_email` "
         "(email changes), `session_id`, `which` and `count` (sessions), `token_id`, `name` "
-        "and `scopes` (tokens)."
+        "and `scopes` (tokens), `granted` and `revoked` (roles_changed), `action`, `target_id` "
+        "and `target_email` (admin_action); `by`: `administrator` when one did it."
     )
 
 
