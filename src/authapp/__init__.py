@@ -50,7 +50,7 @@ from .web.guards import (
 from .web.keepalive import EdgeMiddleware
 from .web.schemas import NoContent
 from .web.templating import init_templating
-from .web.wrappers import AuthappRequest, refuse_oversized_headers
+from .web.wrappers import AuthappRequest, CachedSessionInterface, refuse_oversized_headers
 
 __all__ = [
     "APIError",
@@ -107,6 +107,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         static_folder="web/static",
     )
     app.request_class = AuthappRequest
+    app.session_interface = CachedSessionInterface()
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),

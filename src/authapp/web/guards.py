@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar, cast
 
-from quart import Quart, has_request_context, request
+from quart import Quart, Response, g, has_request_context, request
 from quart_auth import Action, AuthUser, QuartAuth, Unauthorized, current_user
 from quart_schema.openapi import QUART_SCHEMA_SECURITY_ATTRIBUTE
 
@@ -87,6 +87,14 @@ class AuthappAuth(QuartAuth):
         if has_request_context() and (token := bearer_token()) is not None:
             return TokenUser(token)
         return super().resolve_user()
+
+    async def after_request(self, response: Response) -> Response:
+        # Signing in or out (login_user, logout_user, renew_login) leaves the user on `g`;
+        # without it nothing changed, and resolving the user only to learn that is wasted on
+        # every request that never asked who is calling (/healthz, files, public pages).
+        if self.attribute_name not in g:
+            return response
+        return await super().after_request(response)
 
 
 def bearer_token() -> str | None:
