@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from uuid import UUID
 
+import pyotp
 import pytest
 from hypercorn.config import Config as HypercornConfig
 from quart import Quart
@@ -362,3 +363,32 @@ async def test_roles_from_the_shell_make_the_first_admin_and_keep_the_last(
         1, "authapp: error: There is no role named nope.\n"
     )  # fmt: skip
     assert (await client.get("/api/admin/users")).status_code == 200
+
+
+async def test_reset_access_takes_the_second_factor_of_someone_who_lost_it(
+    app: Quart, env: dict[str, str]
+) -> None:
+    create(env, "alice@example.com", "--verified")
+    owner = app.test_client()
+    body = {"email": "alice@example.com", "password": PASSWORD}
+    assert (await owner.post("/api/auth/login", json=body)).status_code == 200
+    secret = (await (await owner.post("/api/me/mfa/totp")).get_json())["secret"]
+    code = {"code": pyotp.TOTP(secret).now()}
+    assert (await owner.post("/api/me/mfa/totp/confirm", json=code)).status_code == 200
+    # The phone and the codes are gone: the password alone only reaches the second step.
+    assert (await app.test_client().post("/api/auth/login", json=body)).status_code == 202
+
+    reset = run_cli("users", "reset-access", "Alice@Example.com", env=env)
+    assert reset.returncode == 0, reset.stderr
+    assert "1 session(s) revoked" in reset.stdout
+    assert "second factor: removed" in reset.stdout
+    assert (await owner.get("/api/me")).status_code == 401
+    again = app.test_client()
+    assert (await again.post("/api/auth/login", json=body)).status_code == 200
+    events = await fetch_val(
+        app, "SELECT count(*) FROM security_events WHERE kind = 'access_reset'"
+    )
+    assert events == 1
+    unknown = run_cli("users", "reset-access", "nobody@example.com", env=env)
+    assert unknown.returncode == 1
+    assert "no user has the email nobody@example.com" in unknown.stderr

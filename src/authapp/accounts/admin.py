@@ -173,6 +173,34 @@ class AccessReset:
     second_factor_removed: bool
 
 
+async def reset_access(db: Database, settings: Settings, email: str) -> AccessReset | None:
+    """The operator's reset of a user's access (the CLI): for someone who lost their second
+    factor and its recovery codes. None when no user has the email."""
+    key = email_key(email)
+    if key is None:
+        return None
+    async with db.transaction() as connection:
+        user = await select_user_by_email_key(connection, key)
+        if user is None:
+            return None
+        reset = await _reset_access(connection, settings, user.id)
+        await audit.record(
+            connection, user.id, "access_reset", by="operator",
+            sessions_revoked=reset.sessions_revoked, tokens_revoked=reset.tokens_revoked,
+            second_factor_removed=reset.second_factor_removed,
+        )  # fmt: skip
+    log.info("user %s had their access reset by an operator", user.id)
+    return reset
+
+
+async def _reset_access(connection: Connection, settings: Settings, user_id: UUID) -> AccessReset:
+    revoked = await credentials_changed(
+        connection, settings, user_id, keep_session=None, everything=True
+    )
+    removed = await delete_totp(connection, user_id)
+    return AccessReset(revoked.sessions, revoked.tokens, removed)
+
+
 async def reset_access_by_admin(
     db: Database, settings: Settings, actor_id: UUID, target_id: UUID
 ) -> AccessReset:
@@ -181,11 +209,8 @@ async def reset_access_by_admin(
     and the second factor, which they set up again after signing in."""
     async with db.transaction() as connection:
         act = await roles.authorize(connection, actor_id, target_id, "users:write")
-        revoked = await credentials_changed(
-            connection, settings, target_id, keep_session=None, everything=True
-        )
-        removed = await delete_totp(connection, target_id)
-        reset = AccessReset(revoked.sessions, revoked.tokens, removed)
+        reset = await _reset_access(connection, settings, target_id)
+        removed = reset.second_factor_removed
         await roles.record_act(
             connection, act, "access_reset", "reset_access",
             sessions_revoked=reset.sessions_revoked, tokens_revoked=reset.tokens_revoked,

@@ -118,6 +118,22 @@ def users_activate(email: str) -> None:
     set_active(email, active=True)
 
 
+@users.command("reset-access")
+@click.argument("email")
+def users_reset_access(email: str) -> None:
+    """End everything that lets a user in but the password, their second factor included (for
+    someone who lost their phone and their recovery codes)."""
+    reset = in_app(lambda app_state: admin.reset_access(app_state.db, app_state.settings, email))
+    if reset is None:
+        fail(f"no user has the email {email}", 1)
+    factor = "removed" if reset.second_factor_removed else "none was on"
+    click.echo(
+        f"{email}: {reset.sessions_revoked} session(s) revoked, {reset.tokens_revoked} API "
+        f"token(s) deleted, second factor: {factor}; they sign in with their password and set "
+        "one up again"
+    )
+
+
 def set_active(email: str, *, active: bool) -> None:
     change = in_app(
         lambda app_state: admin.set_active(app_state.db, app_state.settings, email, active)
