@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Every table of account data, emptied before each test (whatever references users with it).
 EMPTY_TABLES = (
     "TRUNCATE users, sessions, email_tokens, api_tokens, security_events, mfa_totp, "
-    "mfa_recovery_codes, pending_sign_ins"
+    "mfa_recovery_codes, pending_sign_ins, webauthn_user_handles, webauthn_credentials, "
+    "webauthn_challenges"
 )
 
 

@@ -62,6 +62,10 @@ EventKind = Literal[
     "recovery_codes_regenerated",
     "recovery_code_used",
     "mfa_failed",
+    "passkey_added",
+    "passkey_removed",
+    "passkey_sign_in",
+    "passkey_failed",
 ]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 SWEEP_EVERY = 3600  # seconds at most between sweeps; at random from half that, so workers spread
@@ -91,6 +95,10 @@ SIGNALS: dict[EventKind, NamedSignal] = {
     "recovery_codes_regenerated": signals.recovery_codes_regenerated,
     "recovery_code_used": signals.recovery_code_used,
     "mfa_failed": signals.mfa_failed,
+    "passkey_added": signals.passkey_added,
+    "passkey_removed": signals.passkey_removed,
+    "passkey_sign_in": signals.passkey_sign_in,
+    "passkey_failed": signals.passkey_failed,
 }
 
 
