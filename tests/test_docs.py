@@ -30,6 +30,8 @@ async def test_openapi_describes_the_api(client: Client) -> None:
         "/api/sessions/revoke-others", "/api/sessions/revoke-all", "/api/tokens",
         "/api/tokens/{token_id}", "/api/me/events", "/api/auth/mfa", "/api/me/mfa",
         "/api/me/mfa/totp", "/api/me/mfa/totp/confirm", "/api/me/mfa/recovery-codes",
+        "/api/me/passkeys", "/api/me/passkeys/options", "/api/me/passkeys/{passkey_id}",
+        "/api/auth/passkey", "/api/auth/passkey/options",
     }  # fmt: skip
     login = paths["/api/auth/login"]["post"]
     assert login["requestBody"]["content"]["application/json"]["schema"]
@@ -68,6 +70,11 @@ SECURITY = {
     ("/api/me/mfa/totp/confirm", "post"): [SESSION],
     ("/api/me/mfa/totp", "delete"): [SESSION],
     ("/api/me/mfa/recovery-codes", "post"): [SESSION],
+    ("/api/me/passkeys/options", "post"): [SESSION],
+    ("/api/me/passkeys", "post"): [SESSION],
+    ("/api/me/passkeys", "get"): [SESSION, {"bearerToken": ["profile:read"]}],
+    ("/api/me/passkeys/{passkey_id}", "patch"): [SESSION],
+    ("/api/me/passkeys/{passkey_id}", "delete"): [SESSION],
 }
 
 

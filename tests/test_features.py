@@ -37,6 +37,10 @@ ALL_OPERATIONS = frozenset({
     ("/api/tokens/{token_id}", "delete"), ("/api/auth/mfa", "post"), ("/api/me/mfa", "get"),
     ("/api/me/mfa/totp", "post"), ("/api/me/mfa/totp/confirm", "post"),
     ("/api/me/mfa/totp", "delete"), ("/api/me/mfa/recovery-codes", "post"),
+    ("/api/me/passkeys/options", "post"), ("/api/me/passkeys", "post"),
+    ("/api/me/passkeys", "get"), ("/api/me/passkeys/{passkey_id}", "patch"),
+    ("/api/me/passkeys/{passkey_id}", "delete"), ("/api/auth/passkey/options", "post"),
+    ("/api/auth/passkey", "post"),
 })  # fmt: skip
 REGISTRATION_OPERATIONS = {("/api/auth/register", "post")}
 TOKEN_OPERATIONS = {

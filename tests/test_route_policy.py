@@ -22,7 +22,8 @@ MakeUser = Callable[..., Awaitable[User]]
 # Routes reachable without a session, by endpoint; everything else in api/protected needs one.
 PUBLIC = {"api.register", "api.login", "api.logout", "api.verify_email",
           "api.resend_verification", "api.forgot_password", "api.reset_password",
-          "api.confirm_email_change", "api.second_factor"}  # fmt: skip
+          "api.confirm_email_change", "api.second_factor", "api.passkey_sign_in_options",
+          "api.passkey_sign_in"}  # fmt: skip
 # Page forms that need a sign-in within AUTHAPP_FRESHNESS (as their JSON routes do).
 NEEDS_FRESH = {"protected.change_password", "protected.change_email", "protected.delete_account",
                "protected.revoke_other_sessions", "protected.create_token",

@@ -197,11 +197,11 @@ async def disable_totp(data: SecondFactorIn) -> tuple[str, int]:
 @validate_response(UserOut, 200)
 @documents_errors(400, 401, 413, 429)
 async def second_factor(data: SignInSecondFactorIn) -> UserOut:
-    """Finish a sign-in that answered 202: a code, a recovery code or a passkey (`methods`
-    lists `webauthn` when the account has one); sets the session cookie.
+    """Finish a sign-in that answered 202: a code, a recovery code or a passkey.
 
-    Needs the pending sign-in's cookie from that answer (5 minutes, 5 tries); a passkey
-    answers the challenge of `POST /api/auth/passkey/options`, asked after the password. 400
+    Sets the session cookie. Needs the pending sign-in's cookie from that answer (5 minutes, 5
+    tries). `methods` in the 202 lists `webauthn` when the account has a passkey: it answers
+    the challenge of `POST /api/auth/passkey/options`, asked after the password. 400
     `MFA_CODE_INVALID`; 401 `MFA_PENDING_EXPIRED` when there is no live pending sign-in:
     sign in with the password again.
     """

@@ -154,7 +154,10 @@ async def list_passkeys() -> PasskeysOut:
 @validate_response(PasskeyOut, 200)
 @documents_errors(400, 401, 403, 404, 409, 429)
 async def rename_passkey(passkey_id: UUID, data: PasskeyNameIn) -> PasskeyOut:
-    """Rename a passkey. 404 `PASSKEY_NOT_FOUND`; 409 `PASSKEY_NAME_TAKEN`."""
+    """Rename a passkey.
+
+    404 `PASSKEY_NOT_FOUND`; 409 `PASSKEY_NAME_TAKEN`.
+    """
     name = passkeys.clean_name(data.name)
     if name is None:
         raise passkeys.name_required()
