@@ -28,7 +28,8 @@ PUBLIC = {"api.register", "api.login", "api.logout", "api.verify_email",
 NEEDS_FRESH = {"protected.change_password", "protected.change_email", "protected.delete_account",
                "protected.revoke_other_sessions", "protected.create_token",
                "security.start_setup", "security.confirm_setup", "security.regenerate_codes",
-               "security.disable"}  # fmt: skip
+               "security.disable", "security.rename_passkey",
+               "security.remove_passkey"}  # fmt: skip
 # The blueprints of pages behind a session, and of every page's forms.
 SIGNED_IN_PAGES = {"protected", "security"}
 PAGES = {"auth", "second_step", *SIGNED_IN_PAGES}

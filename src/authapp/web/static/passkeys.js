@@ -151,8 +151,11 @@
     if (root.dataset.autofill !== undefined && PublicKeyCredential.isConditionalMediationAvailable) {
       PublicKeyCredential.isConditionalMediationAvailable().then((available) => {
         if (available) {
+          // Nobody asked for this one: the browser's own refusals (none chosen, a
+          // button's request taking over, a host that cannot be a relying party) stay
+          // silent; only the server's answer to a chosen passkey is shown.
           signIn(root, { mediation: "conditional", endpoint }).catch((error) => {
-            if (error.name !== "AbortError") {
+            if (!(error instanceof DOMException)) {
               say(root, explain(error));
             }
           });
