@@ -329,6 +329,15 @@ async def test_a_deactivated_account_does_not_sign_in(app: Quart, signed_in: Cli
     await rejected(await passkey_sign_in(app.test_client(), authenticator))
 
 
+async def test_a_locked_account_signs_in_with_its_passkey(app: Quart, signed_in: Client) -> None:
+    """The lockout is against guessed passwords; a passkey cannot be guessed, and a stranger
+    who knows a key's id must not lock its owner out."""
+    authenticator = await added(signed_in)
+    await execute(app, "UPDATE users SET locked_until = now() + interval '1 hour'")
+    assert (await passkey_sign_in(app.test_client(), authenticator)).status_code == 200
+    assert await fetch_val(app, "SELECT failed_logins FROM users") == 0
+
+
 # --- a passkey as the second factor --------------------------------------------------------
 
 
