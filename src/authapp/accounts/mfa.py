@@ -48,7 +48,7 @@ from ..models.users import (
     User,
     update_user_attempt_counted_by_id,
 )
-from ..models.webauthn import select_passkeys_of_user
+from ..models.webauthn import count_passkeys_of_user
 from . import attempts, audit
 from .credentials import credentials_changed
 from .links import send_mail
@@ -209,7 +209,7 @@ async def mfa_status(db: Database, user_id: UUID) -> MfaStatus:
     async with db.connection() as connection:
         totp = await select_totp(connection, user_id)
         left = await count_unused_recovery_codes(connection, user_id)
-        passkeys = len(await select_passkeys_of_user(connection, user_id))
+        passkeys = await count_passkeys_of_user(connection, user_id)
     enabled = totp is not None and totp.confirmed_at is not None
     methods = [*(SIGN_IN_METHODS if enabled else ()), *([PASSKEY_METHOD] if passkeys else [])]
     return MfaStatus(enabled, left, methods, passkeys)

@@ -58,7 +58,9 @@ async def upsert_user_handle(db: Connection, user_id: UUID, candidate: bytes) ->
            SELECT user_handle FROM webauthn_user_handles WHERE user_id = :user_id""",
         {"user_id": user_id, "candidate": candidate},
     )
-    assert handle is not None  # one of the two SELECTs found the row
+    if handle is None:  # a parallel request added it after this statement's snapshot
+        handle = await select_user_handle(db, user_id)
+        assert handle is not None
     return bytes(handle)
 
 
@@ -115,6 +117,14 @@ async def select_passkeys_of_user(db: Connection, user_id: UUID) -> list[Passkey
         {"user_id": user_id},
     )
     return [_passkey(row) for row in rows]
+
+
+async def count_passkeys_of_user(db: Connection, user_id: UUID) -> int:
+    count = await db.fetch_val(
+        "SELECT count(*) FROM webauthn_credentials WHERE user_id = :user_id",
+        {"user_id": user_id},
+    )
+    return int(count or 0)
 
 
 async def select_passkey_by_credential_id(db: Connection, credential_id: bytes) -> Passkey | None:
