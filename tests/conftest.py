@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # and every role but the built-in one.
 EMPTY_TABLES = (
     "TRUNCATE users, sessions, email_tokens, api_tokens, security_events, mfa_totp, "
-    "mfa_recovery_codes, pending_sign_ins, user_roles; DELETE FROM roles WHERE name <> 'admin'"
+    "mfa_recovery_codes, pending_sign_ins, user_roles, webauthn_user_handles, "
+    "webauthn_credentials, webauthn_challenges; DELETE FROM roles WHERE name <> 'admin'"
 )
 
 

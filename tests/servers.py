@@ -77,6 +77,7 @@ def hypercorn(
     args: Sequence[str] = (),
     output: list[str] | None = None,
     log_path: Path | None = None,
+    host: str = "127.0.0.1",
     **settings: str,
 ) -> Iterator[str]:
     """hypercorn with the repository's hypercorn.toml on a free port; yields its base URL.
@@ -85,6 +86,8 @@ def hypercorn(
     own URL unless AUTHAPP_BASE_URL is given. `settings` are extra AUTHAPP_* variables;
     everything else is production's defaults. What the server printed is appended to `output`
     once it stops; with `log_path`, it is also in that file, which a test may read meanwhile.
+    `host` names the server in its URL (it listens on 127.0.0.1 either way): WebAuthn takes
+    `localhost` as a relying party, never an address.
     """
     port = free_port()
     env = clean_env(
@@ -94,7 +97,7 @@ def hypercorn(
         AUTHAPP_INSTANCE_PATH=str(instance_path),
         AUTHAPP_SMTP_URL=smtp_url,
         AUTHAPP_MAIL_RETRY_DELAY="0",
-        **{"AUTHAPP_BASE_URL": f"http://127.0.0.1:{port}", **settings},
+        **{"AUTHAPP_BASE_URL": f"http://{host}:{port}", **settings},
     )
     # A file, not a pipe: a server that logs more than a pipe holds would block on writing.
     with open(log_path, "w+b") if log_path else tempfile.TemporaryFile() as log:
@@ -105,7 +108,7 @@ def hypercorn(
         )  # fmt: skip
         try:
             wait_until_serving(process, port, log=log)
-            yield f"http://127.0.0.1:{port}"
+            yield f"http://{host}:{port}"
         finally:
             stop(process)
             if output is not None:

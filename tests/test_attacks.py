@@ -63,6 +63,10 @@ FIELD_VALUES: dict[str, Any] = {
     "recovery_code": "k7fq-29xm-pd",
     "roles": ["admin"],
     "confirm": "yes",
+    # A passkey's answer is an object (PublicKeyCredential.toJSON()): its members are bytes in
+    # base64url that py_webauthn decodes, never text a statement takes; as a whole it gets the
+    # wrong-type attack (a string where the object belongs).
+    "credential": {"id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": {}},
 }
 # Fields where empty is a valid answer: a user may hold no role.
 EMPTY_MEANS_NONE = {"roles"}
@@ -71,7 +75,9 @@ CONFIRMATIONS = {"password": "password_confirm", "new_password": "new_password_c
 # A JSON null for a field (None leaves the field out).
 NULL = object()
 # A wrong JSON type for a field, by the type of its valid value.
-WRONG_TYPES: dict[type, Any] = {str: 12345, list: "profile:read", bool: "yes", int: "30"}
+WRONG_TYPES: dict[type, Any] = {
+    str: 12345, list: "profile:read", bool: "yes", int: "30", dict: "an object's text",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

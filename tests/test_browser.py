@@ -147,7 +147,7 @@ async def sign_in(page: Page, password: str, *, remember: bool = False) -> None:
     await page.get_by_label("Password").fill(password)
     if remember:
         await page.get_by_label("Remember me").check()
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 async def session_cookie(context: BrowserContext) -> dict[str, object]:
@@ -276,7 +276,7 @@ async def test_a_person_signs_up_signs_in_and_manages_their_account(
     dark, dark_watch = await open_context(browser, server, color_scheme="dark")
     dark_page = await dark.new_page()
     await dark_page.goto("/auth/login")
-    await expect(dark_page.get_by_role("button", name="Sign in")).to_be_visible()
+    await expect(dark_page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
     assert await dark_page.evaluate(BACKGROUND) != light_background
     await shoot(dark_page, screenshots, "10-sign-in-dark.png")
     await dark.close()

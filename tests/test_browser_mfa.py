@@ -111,7 +111,7 @@ async def test_a_person_sets_up_two_factor_sign_in_and_signs_in_with_it(
     await expect(page.get_by_label("Code", exact=True)).to_be_focused()
     await shoot(page, screenshots, "18-mfa-second-step.png")
     await page.get_by_label("Code", exact=True).fill(await code_after(step_used, secret))
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ada")
 
     # Or the password, then one of the recovery codes from the file.
@@ -121,7 +121,7 @@ async def test_a_person_sets_up_two_factor_sign_in_and_signs_in_with_it(
     await expect(page).to_have_url(f"{server}/auth/mfa?method=recovery&next=/")
     await page.get_by_label("Recovery code").fill(codes[0])
     await shoot(page, screenshots, "19-mfa-recovery-code.png")
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ada")
     await page.get_by_role("link", name="Security").click()
     await expect(page.locator("#codes-left")).to_have_text("9 of 10 recovery codes left")

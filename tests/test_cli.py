@@ -20,6 +20,7 @@ from authapp.cli import announce
 from authapp.config import development_instance, load_settings
 from authapp.infra.encryption import DecryptionFailed, Encryption, generate_key
 from authapp.models.users import User
+from tests.authenticators import SoftAuthenticator
 from tests.conftest import PASSWORD, ROOT, execute, fetch_val
 from tests.mailbox import Mailbox, SmtpServer, drain
 from tests.servers import BIN, clean_env, free_port
@@ -375,13 +376,18 @@ async def test_reset_access_takes_the_second_factor_of_someone_who_lost_it(
     secret = (await (await owner.post("/api/me/mfa/totp")).get_json())["secret"]
     code = {"code": pyotp.TOTP(secret).now()}
     assert (await owner.post("/api/me/mfa/totp/confirm", json=code)).status_code == 200
-    # The phone and the codes are gone: the password alone only reaches the second step.
+    options = await (await owner.post("/api/me/passkeys/options")).get_json()
+    added = {"credential": SoftAuthenticator().create(options)}
+    assert (await owner.post("/api/me/passkeys", json=added)).status_code == 201
+    # The phone, the codes and the key are gone: the password alone reaches the second step.
     assert (await app.test_client().post("/api/auth/login", json=body)).status_code == 202
 
     reset = run_cli("users", "reset-access", "Alice@Example.com", env=env)
     assert reset.returncode == 0, reset.stderr
     assert "1 session(s) revoked" in reset.stdout
     assert "second factor: removed" in reset.stdout
+    assert await fetch_val(app, "SELECT count(*) FROM webauthn_credentials") == 0
+    assert await fetch_val(app, "SELECT count(*) FROM mfa_totp") == 0
     assert (await owner.get("/api/me")).status_code == 401
     again = app.test_client()
     assert (await again.post("/api/auth/login", json=body)).status_code == 200

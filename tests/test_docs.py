@@ -41,6 +41,8 @@ async def test_openapi_describes_the_api(client: Client) -> None:
         "/api/admin/users/{user_id}/sessions/revoke-all",
         "/api/admin/users/{user_id}/reset-access",
         "/api/admin/users/{user_id}/send-password-reset", "/api/admin/users/{user_id}/roles",
+        "/api/me/passkeys", "/api/me/passkeys/options", "/api/me/passkeys/{passkey_id}",
+        "/api/auth/passkey", "/api/auth/passkey/options",
     }  # fmt: skip
     login = paths["/api/auth/login"]["post"]
     assert login["requestBody"]["content"]["application/json"]["schema"]
@@ -93,6 +95,11 @@ SECURITY = {
     ("/api/admin/users/{user_id}/send-password-reset", "post"): [WRITE],
     ("/api/admin/users/{user_id}/roles", "put"): [{"sessionCookie": ["roles:write"]}],
     ("/api/admin/users/{user_id}", "delete"): [WRITE],
+    ("/api/me/passkeys/options", "post"): [SESSION],
+    ("/api/me/passkeys", "post"): [SESSION],
+    ("/api/me/passkeys", "get"): [SESSION, {"bearerToken": ["profile:read"]}],
+    ("/api/me/passkeys/{passkey_id}", "patch"): [SESSION],
+    ("/api/me/passkeys/{passkey_id}", "delete"): [SESSION],
 }
 
 

@@ -44,6 +44,10 @@ ALL_OPERATIONS = frozenset({
     ("/api/admin/users/{user_id}/reset-access", "post"),
     ("/api/admin/users/{user_id}/send-password-reset", "post"),
     ("/api/admin/users/{user_id}/roles", "put"), ("/api/admin/users/{user_id}", "delete"),
+    ("/api/me/passkeys/options", "post"), ("/api/me/passkeys", "post"),
+    ("/api/me/passkeys", "get"), ("/api/me/passkeys/{passkey_id}", "patch"),
+    ("/api/me/passkeys/{passkey_id}", "delete"), ("/api/auth/passkey/options", "post"),
+    ("/api/auth/passkey", "post"),
 })  # fmt: skip
 REGISTRATION_OPERATIONS = {("/api/auth/register", "post")}
 TOKEN_OPERATIONS = {

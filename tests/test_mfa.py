@@ -398,11 +398,16 @@ async def test_wrong_codes_count_on_the_account_lockout(
 
 # The second-factor routes that need a fresh sign-in (tests/blueprints/test_api_sessions.py
 # walks the app for every fresh route), each with a body it could take.
+NO_PASSKEY = "00000000-0000-4000-8000-000000000000"  # a fresh session is asked for first
 MFA_FRESH_ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "api.start_totp": ("POST", "/api/me/mfa/totp", None),
     "api.confirm_totp": ("POST", "/api/me/mfa/totp/confirm", {"code": "123456"}),
     "api.regenerate_recovery_codes": ("POST", "/api/me/mfa/recovery-codes", None),
     "api.disable_totp": ("DELETE", "/api/me/mfa/totp", {"code": "123456"}),
+    "api.passkey_registration_options": ("POST", "/api/me/passkeys/options", None),
+    "api.add_passkey": ("POST", "/api/me/passkeys", {"credential": {"id": "AAAA"}}),
+    "api.rename_passkey": ("PATCH", f"/api/me/passkeys/{NO_PASSKEY}", {"name": "Phone"}),
+    "api.remove_passkey": ("DELETE", f"/api/me/passkeys/{NO_PASSKEY}", None),
 }
 
 

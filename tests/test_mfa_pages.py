@@ -129,7 +129,8 @@ async def test_the_security_page_while_on(
     assert '<p id="codes-left">10 of 10 recovery codes left</p>' in html
     for form in ("recovery-codes", "disable"):
         assert (f'action="/account/security/{form}"' in html) is not stale
-    assert html.count('href="/auth/reauth?next=/account/security"') == (2 if stale else 0)
+    # Two for the authenticator's forms, one for the passkeys'.
+    assert html.count('href="/auth/reauth?next=/account/security"') == (3 if stale else 0)
     assert 'action="/account/security/setup"' not in html
 
 
@@ -498,7 +499,8 @@ async def test_forms_of_another_state_lead_back_with_a_message(
 # The pages an account without its required second factor still reaches.
 PAGE_ENROLMENT = {"auth.logout", "auth.reauth_page", "auth.reauth", "security.security",
                   "security.start_setup", "security.confirm_setup", "security.regenerate_codes",
-                  "security.disable"}  # fmt: skip
+                  "security.disable", "security.rename_passkey",
+                  "security.remove_passkey"}  # fmt: skip
 
 
 def test_the_enrolment_pages_are_exactly_these(app: Quart) -> None:

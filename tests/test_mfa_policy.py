@@ -33,6 +33,11 @@ ENROLMENT = {
     "api.mfa_status",
     "api.regenerate_recovery_codes",
     "api.disable_totp",
+    "api.passkey_registration_options",
+    "api.add_passkey",
+    "api.list_passkeys",
+    "api.rename_passkey",
+    "api.remove_passkey",
     "api.logout",
     "api.reauth",
 }

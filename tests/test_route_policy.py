@@ -22,12 +22,14 @@ MakeUser = Callable[..., Awaitable[User]]
 # Routes reachable without a session, by endpoint; everything else in api/protected needs one.
 PUBLIC = {"api.register", "api.login", "api.logout", "api.verify_email",
           "api.resend_verification", "api.forgot_password", "api.reset_password",
-          "api.confirm_email_change", "api.second_factor"}  # fmt: skip
+          "api.confirm_email_change", "api.second_factor", "api.passkey_sign_in_options",
+          "api.passkey_sign_in"}  # fmt: skip
 # Page forms that need a sign-in within AUTHAPP_FRESHNESS (as their JSON routes do).
 NEEDS_FRESH = {"protected.change_password", "protected.change_email", "protected.delete_account",
                "protected.revoke_other_sessions", "protected.create_token",
                "security.start_setup", "security.confirm_setup", "security.regenerate_codes",
-               "security.disable"}  # fmt: skip
+               "security.disable", "security.rename_passkey",
+               "security.remove_passkey"}  # fmt: skip
 # The blueprints of pages behind a session, and of every page's forms.
 SIGNED_IN_PAGES = {"protected", "security", "admin"}
 PAGES = {"auth", "second_step", *SIGNED_IN_PAGES}

@@ -28,8 +28,8 @@ from tests.servers import hypercorn
 
 # Examples hypothesis draws per operation and generation mode (valid, invalid data).
 MAX_EXAMPLES = 20
-# No parameters, no body and the cookie optional: no request to it is invalid.
-NOTHING_TO_NEGATE = {"POST /api/auth/logout"}
+# No parameters, no body and the cookie optional or none: no request to them is invalid.
+NOTHING_TO_NEGATE = {"POST /api/auth/logout", "POST /api/auth/passkey/options"}
 # Operations after which the fuzzer's session is gone, so it signs in again.
 SIGNS_OUT = {"/api/auth/logout", "/api/sessions/revoke-all"}
 

@@ -15,6 +15,7 @@ from quart import Quart
 from authapp import signals
 from authapp.accounts import admin, registration
 from authapp.signals import AccountEvent
+from tests.authenticators import SoftAuthenticator
 from tests.conftest import PASSWORD, app_state, execute, fetch_val
 from tests.mailbox import Mailbox, drain
 
@@ -232,6 +233,42 @@ async def act_as_admin(app: Quart, mailbox: Mailbox) -> None:
     assert (await client.post(f"/api/admin/users/{alice}/sessions/revoke-all")).status_code == 200
 
 
+async def add_passkey(app: Quart, mailbox: Mailbox) -> tuple[Any, SoftAuthenticator]:
+    client = await signed_in(app)
+    authenticator = SoftAuthenticator()
+    options = await (await client.post("/api/me/passkeys/options")).get_json()
+    body = {"credential": authenticator.create(options)}
+    response = await client.post("/api/me/passkeys", json=body)
+    assert response.status_code == 201
+    return client, authenticator
+
+
+async def added_passkey(app: Quart, mailbox: Mailbox) -> None:
+    await add_passkey(app, mailbox)
+
+
+async def remove_passkey(app: Quart, mailbox: Mailbox) -> None:
+    client, _ = await add_passkey(app, mailbox)
+    (passkey,) = (await (await client.get("/api/me/passkeys")).get_json())["passkeys"]
+    assert (await client.delete(f"/api/me/passkeys/{passkey['id']}")).status_code == 204
+
+
+async def passkey_answer(app: Quart, mailbox: Mailbox, **lie: Any) -> int:
+    _, authenticator = await add_passkey(app, mailbox)
+    client = app.test_client()
+    options = await (await client.post("/api/auth/passkey/options")).get_json()
+    body = {"credential": authenticator.get(options, **lie)}
+    return int((await client.post("/api/auth/passkey", json=body)).status_code)
+
+
+async def passkey_sign_in(app: Quart, mailbox: Mailbox) -> None:
+    assert await passkey_answer(app, mailbox) == 200
+
+
+async def fail_passkey(app: Quart, mailbox: Mailbox) -> None:
+    assert await passkey_answer(app, mailbox, uv=False) == 401
+
+
 # signal: (what sets it off, once Alice is registered; None: the registration itself)
 TABLE: dict[str, Action | None] = {
     "registered": None,
@@ -260,6 +297,10 @@ TABLE: dict[str, Action | None] = {
     "access_reset": reset_access,
     "password_reset_sent": send_reset_link,
     "admin_action": act_as_admin,  # its user is the administrator, Root
+    "passkey_added": added_passkey,
+    "passkey_removed": remove_passkey,
+    "passkey_sign_in": passkey_sign_in,
+    "passkey_failed": fail_passkey,
 }
 
 

@@ -65,6 +65,16 @@ recovery_code_used = namespace.signal("recovery_code_used", doc="A recovery code
 mfa_failed = namespace.signal(
     "mfa_failed", doc="A wrong (or, on a locked account, unchecked) second factor was given."
 )
+passkey_added = namespace.signal("passkey_added", doc="A passkey was added to the account.")
+passkey_removed = namespace.signal("passkey_removed", doc="A passkey was removed.")
+passkey_sign_in = namespace.signal(
+    "passkey_sign_in", doc="A passkey signed in, alone or as the second factor."
+)
+passkey_failed = namespace.signal(
+    "passkey_failed",
+    doc="One of the account's passkeys gave a wrong answer (a bad signature, a counter gone "
+    "back, a user handle of another account).",
+)
 
 roles_changed = namespace.signal(
     "roles_changed", doc="Roles were granted or taken away (an administrator or the CLI)."

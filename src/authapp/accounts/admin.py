@@ -29,6 +29,7 @@ from ..models.users import (
     update_user_active,
     update_user_email_verified,
 )
+from ..models.webauthn import delete_passkeys_of_user
 from . import audit, lifecycle, registration, roles
 from .credentials import credentials_changed
 from .emails import email_key
@@ -197,8 +198,9 @@ async def _reset_access(connection: Connection, settings: Settings, user_id: UUI
     revoked = await credentials_changed(
         connection, settings, user_id, keep_session=None, everything=True
     )
-    removed = await delete_totp(connection, user_id)
-    return AccessReset(revoked.sessions, revoked.tokens, removed)
+    totp = await delete_totp(connection, user_id)
+    passkeys = await delete_passkeys_of_user(connection, user_id)
+    return AccessReset(revoked.sessions, revoked.tokens, totp or passkeys > 0)
 
 
 async def reset_access_by_admin(
@@ -206,7 +208,8 @@ async def reset_access_by_admin(
 ) -> AccessReset:
     """End everything that lets the user in but the password (Flask-Security-Too's
     reset_user_access): sessions, API tokens, mailed links, pending sign-ins, trusted devices
-    and the second factor, which they set up again after signing in."""
+    and every second factor (the authenticator app, its recovery codes, the passkeys), which
+    they set up again after signing in."""
     async with db.transaction() as connection:
         act = await roles.authorize(connection, actor_id, target_id, "users:write")
         reset = await _reset_access(connection, settings, target_id)

@@ -66,6 +66,10 @@ EventKind = Literal[
     "access_reset",
     "password_reset_sent",
     "admin_action",
+    "passkey_added",
+    "passkey_removed",
+    "passkey_sign_in",
+    "passkey_failed",
 ]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 SWEEP_EVERY = 3600  # seconds at most between sweeps; at random from half that, so workers spread
@@ -99,6 +103,10 @@ SIGNALS: dict[EventKind, NamedSignal] = {
     "access_reset": signals.access_reset,
     "password_reset_sent": signals.password_reset_sent,
     "admin_action": signals.admin_action,
+    "passkey_added": signals.passkey_added,
+    "passkey_removed": signals.passkey_removed,
+    "passkey_sign_in": signals.passkey_sign_in,
+    "passkey_failed": signals.passkey_failed,
 }
 
 

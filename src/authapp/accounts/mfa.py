@@ -48,6 +48,7 @@ from ..models.users import (
     User,
     update_user_attempt_counted_by_id,
 )
+from ..models.webauthn import count_passkeys_of_user
 from . import attempts, audit
 from .credentials import credentials_changed
 from .links import send_mail
@@ -62,9 +63,11 @@ RECOVERY_CODE_COUNT = 10
 RECOVERY_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
 RECOVERY_CODE_LENGTH = 10
 
-Method = Literal["otp", "recovery"]
-# What the second step of a sign-in takes (the 202's `methods`).
+Method = Literal["otp", "recovery", "hwk"]
+# What the second step of a sign-in takes (the 202's `methods`): the authenticator app's, and
+# a passkey's for an account that has one.
 SIGN_IN_METHODS = ("totp", "recovery_code")
+PASSKEY_METHOD = "webauthn"
 _CODE_RE = re.compile(r"[0-9]{6}")
 
 
@@ -148,6 +151,7 @@ class MfaStatus:
     totp: bool
     recovery_codes_left: int
     methods: list[str]
+    passkeys: int = 0
 
 
 async def start_enrolment(
@@ -205,8 +209,10 @@ async def mfa_status(db: Database, user_id: UUID) -> MfaStatus:
     async with db.connection() as connection:
         totp = await select_totp(connection, user_id)
         left = await count_unused_recovery_codes(connection, user_id)
+        passkeys = await count_passkeys_of_user(connection, user_id)
     enabled = totp is not None and totp.confirmed_at is not None
-    return MfaStatus(enabled, left, list(SIGN_IN_METHODS) if enabled else [])
+    methods = [*(SIGN_IN_METHODS if enabled else ()), *([PASSKEY_METHOD] if passkeys else [])]
+    return MfaStatus(enabled, left, methods, passkeys)
 
 
 async def regenerate_recovery_codes(
@@ -267,10 +273,12 @@ async def prove(
     recovery_code: str | None,
     device: TrustedDevice | None,
     then: Callable[[Connection], Awaitable[bool]] | None = None,
+    passkey: Callable[[Connection], Awaitable[bool]] | None = None,
 ) -> Method:
-    """Check a code or a recovery code of the user, counted on the account's lockout before
-    it is checked; `then` runs in the transaction that uses the code, and a False from it
-    (the pending sign-in went meanwhile) undoes the use."""
+    """Check a code, a recovery code or (`passkey`, passkeys.second_factor_check) a passkey of
+    the user, counted on the account's lockout before it is checked; `then` runs in the
+    transaction that uses the code, and a False from it (the pending sign-in went meanwhile)
+    undoes the use."""
     user_id = who.id if isinstance(who, User) else who.user_id
     attempts.checking()
     async with db.connection() as connection:
@@ -291,11 +299,15 @@ async def prove(
             if used is not None:
                 method, left = "recovery", used
                 await audit.record(connection, user_id, "recovery_code_used", left=left)
+        elif passkey is not None and await passkey(connection):
+            method = "hwk"
         if method is not None and then is not None and not await then(connection):
             raise pending_expired()
     if method is None:
-        await record_failure(db, settings, found, "mfa_failed", wrong="wrong_code")
-        raise code_invalid("code" if code is not None else "recovery_code")
+        wrong = "wrong_code" if passkey is None else "wrong_passkey"
+        await record_failure(db, settings, found, "mfa_failed", wrong=wrong)
+        field = "code" if code is not None else "recovery_code"
+        raise code_invalid(field if passkey is None else "credential")
     await forgive_failures(db, user_id, trusted=found.trusted)
     attempts.proved()
     if method == "recovery":

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from quart_db import Connection
@@ -19,12 +20,13 @@ from ..infra.database import Database
 from ..infra.encryption import Encryption
 from ..models.pending_sign_ins import (
     insert_pending_sign_in,
+    select_live_pending_user,
     update_pending_attempt_counted,
     update_pending_used,
 )
 from ..models.sessions import SessionAccount, update_session_authenticated
 from ..models.users import TrustedDevice, User, select_user_by_id
-from . import audit
+from . import audit, passkey_signin, passkeys
 from .mfa import Method, mfa_status, not_enabled, pending_expired, prove
 from .sessions import new_token, token_id
 
@@ -64,9 +66,12 @@ async def complete_sign_in(
     code: str | None,
     recovery_code: str | None,
     device_of: Callable[[UUID], TrustedDevice | None],
+    passkey: tuple[passkeys.RelyingParty, str | None, dict[str, Any]] | None = None,
 ) -> SecondFactorProved:
-    """The second step: a code for the pending sign-in of `reference`; 401
-    MFA_PENDING_EXPIRED for no, an expired, used, spent or outlived pending sign-in."""
+    """The second step: a code (or `passkey`: the relying party, the reference of the
+    client's passkey challenge and the authenticator's answer) for the pending sign-in of
+    `reference`; 401 MFA_PENDING_EXPIRED for no, an expired, used, spent or outlived pending
+    sign-in."""
     pending_id = None if reference is None else token_id(reference)
     if pending_id is None:
         raise pending_expired()
@@ -84,9 +89,12 @@ async def complete_sign_in(
         user = await select_user_by_id(connection, pending.user_id)
     if user is None:
         raise pending_expired()
+    check = None
+    if passkey is not None:
+        check = await passkey_signin.second_factor_check(db, *passkey, user.id)
     method = await prove(
         db, encryption, settings, user, code=code, recovery_code=recovery_code,
-        device=device_of(user.id), then=use_pending,
+        device=device_of(user.id), then=use_pending, passkey=check,
     )  # fmt: skip
     return SecondFactorProved(user, method, pending.remember)
 
@@ -107,3 +115,13 @@ async def reauthenticate_with_code(
     async with db.transaction() as connection:
         await update_session_authenticated(connection, account.session_id, clock.utcnow())
         await audit.record(connection, account.user_id, "reauthenticated", method="otp")
+
+
+async def pending_user(db: Database, reference: str | None) -> UUID | None:
+    """Whose live pending sign-in `reference` names, without spending a try (the passkey
+    options and the second step's page ask), or None."""
+    pending_id = None if reference is None else token_id(reference)
+    if pending_id is None:
+        return None
+    async with db.connection() as connection:
+        return await select_live_pending_user(connection, pending_id, clock.utcnow())

@@ -11,8 +11,10 @@ from quart_db import Connection
 
 # Whether the user `u` has a second factor: what the sign-in asks for and
 # AUTHAPP_MFA_REQUIRED checks, resolved with the session or token (no extra round trip).
-HAS_SECOND_FACTOR = """EXISTS (SELECT 1 FROM mfa_totp t
-                               WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL)"""
+# A passkey is one too (models/webauthn.py).
+HAS_SECOND_FACTOR = """(EXISTS (SELECT 1 FROM mfa_totp t
+                                WHERE t.user_id = u.id AND t.confirmed_at IS NOT NULL)
+                        OR EXISTS (SELECT 1 FROM webauthn_credentials w WHERE w.user_id = u.id))"""
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,15 @@ async def update_pending_attempt_counted(
     return None if row is None else PendingSignIn(**row)
 
 
+async def select_live_pending_user(db: Connection, pending_id: bytes, now: datetime) -> UUID | None:
+    user_id = await db.fetch_val(
+        f"""SELECT p.user_id FROM pending_sign_ins p JOIN users u ON u.id = p.user_id
+             WHERE p.id = :id AND {_LIVE}""",  # noqa: S608 (a fixed fragment)
+        {"id": pending_id, "now": now},
+    )
+    return None if user_id is None else UUID(str(user_id))
+
+
 async def update_pending_used(db: Connection, pending_id: bytes, now: datetime) -> bool:
     """Use a live pending sign-in once; False when it was used, expired or outlived meanwhile."""
     used = await db.fetch_val(

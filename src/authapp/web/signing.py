@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from quart import after_this_request, current_app, request
 from quart.typing import ResponseTypes
@@ -19,6 +20,7 @@ from ..accounts import mfa, mfa_signin
 from ..accounts.credentials import Revoked
 from ..accounts.emails import email_key, email_key_digest
 from ..accounts.lifecycle import change_password
+from ..accounts.passkeys import RelyingParty
 from ..accounts.sessions import revoke_session, start_session
 from ..accounts.signin import authenticate
 from ..config import Settings
@@ -65,20 +67,27 @@ async def sign_in(email: str, password: str, *, remember: bool) -> User | Second
             app_state.db, user, remember=remember, ip=request.remote_addr
         )
         _set_pending_cookie(reference)
-        return SecondFactorRequired(list(mfa.SIGN_IN_METHODS))
+        return SecondFactorRequired((await mfa.mfa_status(app_state.db, user.id)).methods)
     await start_client_session(user, remember=remember)
     return user
 
 
-async def complete_sign_in(*, code: str | None, recovery_code: str | None) -> User:
-    """The second step of a sign-in: the code for the pending sign-in this client's cookie
-    names; the cookie goes either way once the pending sign-in is done or dead."""
+async def complete_sign_in(
+    *,
+    code: str | None,
+    recovery_code: str | None,
+    passkey: tuple[RelyingParty, str | None, dict[str, Any]] | None = None,
+) -> User:
+    """The second step of a sign-in: the code (or the passkey: the relying party, this
+    client's challenge reference and the authenticator's answer) for the pending sign-in this
+    client's cookie names; the cookie goes either way once the pending sign-in is done or
+    dead."""
     app_state = state()
     reference = request.cookies.get(app_state.settings.mfa_cookie_name)
     try:
         proved = await mfa_signin.complete_sign_in(
             app_state.db, app_state.encryption, app_state.settings, reference, code=code,
-            recovery_code=recovery_code, device_of=devices.trusted,
+            recovery_code=recovery_code, device_of=devices.trusted, passkey=passkey,
         )  # fmt: skip
     except APIError as error:
         if error.code == "MFA_PENDING_EXPIRED":

@@ -1,6 +1,6 @@
 """The sign-in's second step as a page (/auth/mfa): after the login form proved the password of
-an account with two-factor sign-in, a code from the authenticator app or a recovery code;
-behind CSRF."""
+an account with two-factor sign-in, a code from the authenticator app or a recovery code (or,
+with static/passkeys.js, a passkey through the API); behind CSRF."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from quart_auth import current_user
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import DataSource, RequestSchemaValidationError, hide, validate_request
 
+from ...accounts import mfa, mfa_signin
 from ...errors import APIError, ErrorDetail
 from ...state import state
 from ..csrf import check_csrf
@@ -36,9 +37,18 @@ async def _second_step_page(
     *, recovery: bool, status: int = 200, errors: list[ErrorDetail] | None = None
 ) -> ResponseReturnValue:
     """The code form, or (`recovery`) the recovery code form."""
-    return await render_form(
-        "auth/mfa.html", status=status, errors=errors, recovery=recovery, next=await _next_url()
+    app_state = state()
+    pending_of = await mfa_signin.pending_user(
+        app_state.db, request.cookies.get(app_state.settings.mfa_cookie_name)
     )
+    methods = [] if pending_of is None else (await mfa.mfa_status(app_state.db, pending_of)).methods
+    return await render_form(
+        "auth/mfa.html", status=status, errors=errors, recovery=recovery, next=await _next_url(),
+        passkey=mfa.PASSKEY_METHOD in methods,
+        # The code forms, unless a passkey is the account's only second factor (and for a
+        # pending sign-in gone meanwhile: their answer sends the person back to sign in).
+        codes=not methods or "totp" in methods,
+    )  # fmt: skip
 
 
 @bp.errorhandler(RequestSchemaValidationError)

@@ -1,10 +1,12 @@
 """The account's security page: two-factor sign-in set up with an authenticator app (a QR code
 and the secret as text), its recovery codes shown once and as a download, new codes, turning
-it off; behind CSRF, every change on a fresh session."""
+it off; passkeys listed, renamed and removed (static/passkeys.js adds them through the API);
+behind CSRF, every change on a fresh session."""
 
 from __future__ import annotations
 
 from urllib.parse import quote
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import ResponseReturnValue, flash, redirect, request
@@ -12,7 +14,7 @@ from quart_auth import Unauthorized, login_required
 from quart_rate_limiter import rate_exempt, rate_limit
 from quart_schema import DataSource, RequestSchemaValidationError, hide, validate_request
 
-from ...accounts import mfa, sessions
+from ...accounts import mfa, passkeys, sessions
 from ...errors import APIError, ErrorDetail
 from ...state import state
 from .. import devices
@@ -48,7 +50,10 @@ async def confirm_password_first(error: APIError) -> ResponseReturnValue:
         return await handle_api_error(error)
     if error.code == "REAUTH_REQUIRED":
         return await send_to_reauth(SECURITY_PAGE)
-    if error.code in {"MFA_ALREADY_ENABLED", "MFA_NOT_ENABLED", "MFA_NOT_PENDING"}:
+    if error.code in {
+        "MFA_ALREADY_ENABLED", "MFA_NOT_ENABLED", "MFA_NOT_PENDING", "PASSKEY_NOT_FOUND",
+        "PASSKEY_NAME_TAKEN",
+    }:  # fmt: skip
         await flash(error.message, "error")  # another tab or device changed it meanwhile
         return redirect(SECURITY_PAGE)
     return await handle_api_error(error)
@@ -71,6 +76,7 @@ async def _security_page(
         "protected/security.html", status=status, errors=errors, account=account,
         fresh=sessions.is_fresh(account, app_state.settings),
         mfa=await mfa.mfa_status(app_state.db, account.user_id),
+        passkeys=await passkeys.list_passkeys(app_state.db, account.user_id),
     )  # fmt: skip
 
 
@@ -212,6 +218,45 @@ async def disable(data: TurnOffForm) -> ResponseReturnValue:
         "your account was signed out.",
         "success",
     )
+    return redirect(SECURITY_PAGE)
+
+
+class PasskeyNameForm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(default="", max_length=passkeys.NAME_MAX_LENGTH)
+
+
+@bp.post(f"{SECURITY_PAGE}/passkeys/<uuid:passkey_id>/rename")
+@rate_limit(limits=WRITE_LIMITS)
+@auth_required(fresh=True)
+@enrolment_allowed
+@hide
+@validate_request(PasskeyNameForm, source=DataSource.FORM)
+async def rename_passkey(passkey_id: UUID, data: PasskeyNameForm) -> ResponseReturnValue:
+    name = passkeys.clean_name(data.name)
+    if name is None:
+        await flash("Give the passkey a name.", "error")
+        return redirect(SECURITY_PAGE)
+    await passkeys.rename_passkey(state().db, await signed_in_session(), passkey_id, name)
+    await flash(f"The passkey is now called {name}.", "success")
+    return redirect(SECURITY_PAGE)
+
+
+@bp.post(f"{SECURITY_PAGE}/passkeys/<uuid:passkey_id>/remove")
+@rate_limit(limits=WRITE_LIMITS)
+@auth_required(fresh=True)
+@enrolment_allowed
+@hide
+async def remove_passkey(passkey_id: UUID) -> ResponseReturnValue:
+    app_state = state()
+    last = await passkeys.remove_passkey(
+        app_state.db, app_state.settings, await signed_in_session(), passkey_id
+    )
+    message = "The passkey was removed. Every other session of your account was signed out."
+    if last:
+        message += " It was your last second factor: your password alone signs you in again."
+    await flash(message, "success")
     return redirect(SECURITY_PAGE)
 
 

@@ -3,7 +3,7 @@ and the second step of a sign-in."""
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from quart_rate_limiter import rate_limit
@@ -16,9 +16,11 @@ from ...enrolment import enrolment_allowed
 from ...errors import documents_errors
 from ...guards import auth_required, signed_in_account, signed_in_session
 from ...limits import MFA_LIMITS, PASSWORD_CHANGE_LIMITS, WRITE_LIMITS
+from ...passkey_signing import challenge_reference, relying_party, set_challenge_cookie
 from ...schemas import NoContent
 from ...signing import complete_sign_in
 from .blueprint import UserOut, bp
+from .passkeys import CREDENTIAL_MEMBERS
 
 
 class EnrolmentOut(BaseModel):
@@ -63,6 +65,27 @@ class SecondFactorIn(BaseModel):
     def exactly_one(self) -> Self:
         if (self.code is None) == (self.recovery_code is None):
             raise ValueError("give either code or recovery_code")
+        return self
+
+
+class SignInSecondFactorIn(BaseModel):
+    """A code, a recovery code, or a passkey's answer to `POST /api/auth/passkey/options`
+    (exactly one)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    code: str | None = Field(default=None, min_length=1, max_length=32)
+    recovery_code: str | None = Field(default=None, min_length=1, max_length=64)
+    credential: dict[str, Any] | None = Field(
+        default=None, max_length=CREDENTIAL_MEMBERS,
+        description="What navigator.credentials.get() gave, as JSON.",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def exactly_one(self) -> Self:
+        given = [self.code, self.recovery_code, self.credential]
+        if sum(each is not None for each in given) != 1:
+            raise ValueError("give one of code, recovery_code or credential")
         return self
 
 
@@ -170,15 +193,21 @@ async def disable_totp(data: SecondFactorIn) -> tuple[str, int]:
 @bp.post("/auth/mfa")
 @rate_limit(limits=MFA_LIMITS)
 @tag(["auth"])
-@validate_request(SecondFactorIn)
+@validate_request(SignInSecondFactorIn)
 @validate_response(UserOut, 200)
 @documents_errors(400, 401, 413, 429)
-async def second_factor(data: SecondFactorIn) -> UserOut:
-    """Finish a sign-in that answered 202: a code, or a recovery code; sets the session cookie.
+async def second_factor(data: SignInSecondFactorIn) -> UserOut:
+    """Finish a sign-in that answered 202: a code, a recovery code or a passkey.
 
-    Needs the pending sign-in's cookie from that answer (5 minutes, 5 tries). 400
+    Sets the session cookie. Needs the pending sign-in's cookie from that answer (5 minutes, 5
+    tries). `methods` in the 202 lists `webauthn` when the account has a passkey: it answers
+    the challenge of `POST /api/auth/passkey/options`, asked after the password. 400
     `MFA_CODE_INVALID`; 401 `MFA_PENDING_EXPIRED` when there is no live pending sign-in:
     sign in with the password again.
     """
-    user = await complete_sign_in(code=data.code, recovery_code=data.recovery_code)
+    passkey = None
+    if data.credential is not None:
+        passkey = (relying_party(), challenge_reference(), data.credential)
+        set_challenge_cookie(None)
+    user = await complete_sign_in(code=data.code, recovery_code=data.recovery_code, passkey=passkey)
     return UserOut.of(user)
