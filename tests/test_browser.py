@@ -461,7 +461,7 @@ async def sign_in_as(page: Page, email: str) -> None:
     await page.goto("/auth/login")
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     await expect(page.get_by_role("link", name="Account", exact=True)).to_be_visible()
 
 
