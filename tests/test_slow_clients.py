@@ -167,8 +167,10 @@ def test_a_trickled_body_is_cut_at_the_body_timeout(server: tuple[str, Path], na
     base, log_path = server
     slow = SLOW_BODIES[name]
     with connect(base) as sock:
-        sock.sendall(slow.head())
+        # Before the headers go: the server cannot start its clock before they arrive, while a
+        # reading taken after sendall may come after the server's (a thread descheduled).
         started = time.monotonic()
+        sock.sendall(slow.head())
         with trickling(sock, slow.pieces()):
             assert_others_are_served(base)
             assert time.monotonic() - started < BODY_TIMEOUT, "served others too late to tell"
