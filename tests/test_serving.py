@@ -418,7 +418,8 @@ def test_a_killed_worker_is_replaced_while_the_others_serve(
 def test_connections_spread_over_the_workers(database_url: str, tmp_path: Path) -> None:
     """Each worker listens on a socket of its own (SO_REUSEPORT), and the kernel spreads new
     connections over them: with one shared socket, the worker that woke first took nearly all
-    of a burst (31 of 32)."""
+    of a burst (31 of 32). The workers share the cores' hashing threads too (AUTHAPP_HASH_WORKERS
+    unset): each has half, rounded up, not a pool of one per core each."""
     port = free_port()
     env = clean_env(
         AUTHAPP_ENV="testing", AUTHAPP_DATABASE_URL=database_url, AUTHAPP_BIND=f"127.0.0.1:{port}",
@@ -447,6 +448,8 @@ def test_connections_spread_over_the_workers(database_url: str, tmp_path: Path) 
             assert within(30, lambda: len(listening()) == 2 and all(listening())), read_log(log)
             first, second = listening()
             assert not first & second, "the workers share a listening socket"
+            threads = {worker.environ().get("AUTHAPP_HASH_WORKERS") for worker in workers_of(server)}
+            assert threads == {str(-(-(os.cpu_count() or 1) // 2))}
             with kept_alive(port, 32):
                 counts = sorted(connections_per_worker(server, port).values())
             # Each gets half on average; fewer than 6 of 32 would happen once in 10,000 runs.

@@ -78,6 +78,8 @@ def serve(
     os.environ["AUTHAPP_DATABASE_URL"] = settings.database_url or ""
     os.environ["AUTHAPP_SECRET_KEY"] = settings.secret_key or ""
     os.environ["AUTHAPP_ENCRYPTION_KEYS"] = ",".join(settings.encryption_keys)
+    if not settings.hash_workers:
+        os.environ["AUTHAPP_HASH_WORKERS"] = str(hash_threads_per_worker(hypercorn_config.workers))
     hypercorn_config.application_path = f"{common._factory}()"
     hypercorn_config.logger_class = _ServeLogger
     announce(settings, hypercorn_config, embedded=embedded)
@@ -90,6 +92,14 @@ def serve(
             raise
         taken = ", ".join(hypercorn_config.bind)
         fail(f"{taken} is in use: set AUTHAPP_BIND or stop the other server")
+
+
+def hash_threads_per_worker(workers: int) -> int:
+    """The server's hashing threads, one per core, shared among its workers (rounded up, so no
+    core waits). Each thread keeps its own argon2 memory (memory_cost, 19 MiB by default)
+    once it has hashed, so a pool of one per core in every worker cost each worker 19 MiB a
+    core, and let a sign-in flood run twice as many hashes as cores."""
+    return max(1, -(-(os.cpu_count() or 1) // max(1, workers)))
 
 
 def _hypercorn_config(path: Path) -> HypercornConfig:
