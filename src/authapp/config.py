@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import re
@@ -11,8 +13,6 @@ from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
-
-from cryptography.fernet import Fernet
 
 Environment = Literal["production", "development", "testing"]
 SameSite = Literal["Lax", "Strict"]
@@ -33,6 +33,26 @@ _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 # host:port, the host a name, an IPv4 address or a bracketed IPv6 one: what `authapp serve` binds.
 _BIND_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)?\s*(second|minute|hour|day)s?\s*$")
+
+
+# Fernet keys, made and checked here as cryptography does, without importing it: it costs each
+# worker some 8.5 MiB, and only encrypting or decrypting needs it (infra/encryption.py, issue 20).
+
+
+def new_encryption_key() -> str:
+    """A new random Fernet key (32 bytes, url-safe base64), as Fernet.generate_key() makes."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def check_encryption_key(key: str) -> None:
+    """ValueError unless `key` is a Fernet key: what Fernet(key) checks (url-safe base64,
+    decoded as leniently as it does, to 32 bytes)."""
+    try:
+        decoded = base64.urlsafe_b64decode(key)
+    except binascii.Error as error:  # a ValueError, as Fernet raises
+        raise ValueError("Fernet key must be 32 url-safe base64-encoded bytes.") from error
+    if len(decoded) != 32:
+        raise ValueError("Fernet key must be 32 url-safe base64-encoded bytes.")
 
 
 class ConfigError(Exception):
@@ -253,8 +273,8 @@ def _validate(settings: Settings) -> None:
         )
     for position, key in enumerate(settings.encryption_keys, 1):
         try:
-            Fernet(key)
-        except ValueError:  # binascii.Error too; the message never repeats the key
+            check_encryption_key(key)
+        except ValueError:  # the message never repeats the key
             raise ConfigError(
                 f"AUTHAPP_ENCRYPTION_KEYS: key {position} is not a Fernet key (32 url-safe "
                 f"base64-encoded bytes); generate one with: {GENERATE_ENCRYPTION_KEY}"
@@ -340,11 +360,9 @@ def with_development_encryption_key(settings: Settings, instance_path: Path) -> 
     secrets stored yesterday still decrypt today."""
     if settings.encryption_keys or settings.env != "development":
         return settings
-    key = _kept_in_instance(
-        instance_path, ENCRYPTION_KEY_FILE, lambda: Fernet.generate_key().decode()
-    )
+    key = _kept_in_instance(instance_path, ENCRYPTION_KEY_FILE, new_encryption_key)
     try:
-        Fernet(key)
+        check_encryption_key(key)
     except ValueError:
         raise ConfigError(
             f"{instance_path / ENCRYPTION_KEY_FILE} is not a Fernet key (was it edited?); "

@@ -5,8 +5,15 @@ anybody's second factor with it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from ..config import check_encryption_key, new_encryption_key
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
+
+# cryptography is imported on the first encryption or decryption, not with the app: it costs
+# each worker some 8.5 MiB, and most workers never read an authenticator-app secret (issue 20).
 
 _UNREADABLE = (
     "no key in AUTHAPP_ENCRYPTION_KEYS decrypts this value "
@@ -22,7 +29,7 @@ class DecryptionFailed(Exception):
 def generate_key() -> str:
     """A new random key in the form AUTHAPP_ENCRYPTION_KEYS takes (32 bytes, url-safe
     base64): what development keeps in its instance folder and a test app makes for itself."""
-    return Fernet.generate_key().decode()
+    return new_encryption_key()
 
 
 class Encryption:
@@ -33,7 +40,19 @@ class Encryption:
     def __init__(self, keys: Sequence[str]) -> None:
         if not keys:
             raise ValueError("Encryption needs at least one key (AUTHAPP_ENCRYPTION_KEYS)")
-        self._fernet = MultiFernet([Fernet(key) for key in keys])
+        for key in keys:
+            check_encryption_key(key)  # a wrong key fails here, as Fernet(key) would
+        self._keys = tuple(keys)
+        self._multi: MultiFernet | None = None
+
+    @property
+    def _fernet(self) -> MultiFernet:
+        """The keys' MultiFernet, made (and cryptography imported) on first use."""
+        if self._multi is None:
+            from cryptography.fernet import Fernet, MultiFernet
+
+            self._multi = MultiFernet([Fernet(key) for key in self._keys])
+        return self._multi
 
     def encrypt(self, plaintext: str) -> str:
         """Under the first key; a random IV makes each call's token differ, even for one text."""
@@ -41,8 +60,11 @@ class Encryption:
 
     def decrypt(self, token: str) -> str:
         """The plaintext of `token`, trying each key in turn; DecryptionFailed if none can."""
+        fernet = self._fernet
+        from cryptography.fernet import InvalidToken  # imported by _fernet already
+
         try:
-            return self._fernet.decrypt(token.encode()).decode()
+            return fernet.decrypt(token.encode()).decode()
         except InvalidToken:
             raise DecryptionFailed(_UNREADABLE) from None
 
@@ -50,7 +72,10 @@ class Encryption:
         """`token` re-encrypted under the first key (whichever key made it), so that the other
         keys can be removed once every stored value is rotated; DecryptionFailed if no key
         decrypts it."""
+        fernet = self._fernet
+        from cryptography.fernet import InvalidToken
+
         try:
-            return self._fernet.rotate(token.encode()).decode()
+            return fernet.rotate(token.encode()).decode()
         except InvalidToken:
             raise DecryptionFailed(_UNREADABLE) from None
