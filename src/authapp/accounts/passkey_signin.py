@@ -10,17 +10,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from quart_db import Connection
-from webauthn import (
-    generate_authentication_options,
-    options_to_json,
-    verify_authentication_response,
-)
-from webauthn.helpers import parse_authentication_credential_json
-from webauthn.helpers.structs import AuthenticationCredential, UserVerificationRequirement
 
 from ..infra import clock
 from ..infra.database import Database
@@ -34,15 +27,20 @@ from ..models.webauthn import (
 from . import attempts, audit
 from .passkeys import (
     CEREMONY_TIMEOUT_MS,
-    MALFORMED,
     RelyingParty,
     descriptor,
     list_passkeys,
+    malformed,
     new_challenge,
     passkey_rejected,
     use_challenge,
 )
 from .sessions import new_token, token_id
+
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import AuthenticationCredential
+
+# py_webauthn is imported in the functions that use it, not with the app (passkeys.py says why).
 
 log = logging.getLogger("authapp.passkeys")  # see authapp.infra.logs
 
@@ -53,6 +51,9 @@ async def authentication_options(
     """A reference for the client's cookie and the options for navigator.credentials.get().
     Alone, a passkey must verify its user and is discoverable (no list of keys: nobody is
     named yet); as the second factor of `second_factor_of`, their keys are listed."""
+    from webauthn import generate_authentication_options, options_to_json
+    from webauthn.helpers.structs import UserVerificationRequirement
+
     reference = new_token()
     keys: list[Passkey] = []
     if second_factor_of is not None:
@@ -129,9 +130,11 @@ async def second_factor_check(
 
 
 def _parsed_assertion(credential: dict[str, Any]) -> AuthenticationCredential | None:
+    from webauthn.helpers import parse_authentication_credential_json
+
     try:
         return parse_authentication_credential_json(credential)
-    except MALFORMED:
+    except malformed():
         return None
 
 
@@ -147,6 +150,8 @@ async def _check(
     """Whether the assertion is `passkey`'s signature over the challenge, for this RP and
     origin (and with user verification when `uv`), its counter moved on; the counter is kept.
     A failure is recorded on the key's owner."""
+    from webauthn import verify_authentication_response
+
     try:
         verified = verify_authentication_response(
             credential=parsed, expected_challenge=expected, expected_rp_id=rp.id,
@@ -155,7 +160,7 @@ async def _check(
             # signature with a counter gone back is taken for a cloned key.
             credential_current_sign_count=0, require_user_verification=uv,
         )  # fmt: skip
-    except MALFORMED as error:
+    except malformed() as error:
         log.info("a passkey of user %s failed: %s", passkey.user_id, error)
         await _failed(connection, passkey, "invalid")
         return False

@@ -22,26 +22,8 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
-
-from webauthn import (
-    generate_registration_options,
-    options_to_json,
-    verify_registration_response,
-)
-from webauthn.helpers import (
-    parse_client_data_json,
-    parse_registration_credential_json,
-)
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import (
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 
 from ..config import Settings
 from ..errors import APIError, ErrorDetail, validation_error
@@ -65,14 +47,25 @@ from . import audit
 from .credentials import credentials_changed
 from .links import send_mail
 
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import PublicKeyCredentialDescriptor
+
+# py_webauthn (with cryptography.x509 and cbor2: some 15 MiB a worker) is imported inside the
+# functions that run a ceremony, not with the app: most workers never see a passkey (issue 20).
+
 log = logging.getLogger("authapp.passkeys")  # see authapp.infra.logs
 
 CHALLENGE_LIFETIME = timedelta(minutes=5)
 CEREMONY_TIMEOUT_MS = int(CHALLENGE_LIFETIME.total_seconds() * 1000)
 NAME_MAX_LENGTH = 64
-_TRANSPORTS = {transport.value for transport in AuthenticatorTransport}
-# What a malformed answer raises inside py_webauthn besides its own exceptions (base64, CBOR).
-MALFORMED = (WebAuthnException, ValueError, TypeError, KeyError, IndexError)
+
+
+def malformed() -> tuple[type[Exception], ...]:
+    """What a malformed answer raises inside py_webauthn besides its own exceptions (base64,
+    CBOR): for `except malformed():`, evaluated only once something was raised."""
+    from webauthn.helpers.exceptions import WebAuthnException
+
+    return (WebAuthnException, ValueError, TypeError, KeyError, IndexError)
 
 
 @dataclass(frozen=True)
@@ -155,6 +148,13 @@ async def use_challenge(
 async def registration_options(db: Database, rp: RelyingParty, account: Account) -> Any:
     """Options for navigator.credentials.create(), as JSON (base64url): the user's random
     handle, their keys excluded, a resident key and user verification preferred."""
+    from webauthn import generate_registration_options, options_to_json
+    from webauthn.helpers.structs import (
+        AuthenticatorSelectionCriteria,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
     async with db.connection() as connection:
         handle = await upsert_user_handle(connection, account.user_id, secrets.token_bytes(32))
         existing = await select_passkeys_of_user(connection, account.user_id)
@@ -182,10 +182,14 @@ async def add_passkey(
     credential: dict[str, Any],
 ) -> Passkey:
     """Check the authenticator's answer to the user's challenge and keep its public key."""
+    from webauthn import verify_registration_response
+    from webauthn.helpers import parse_client_data_json, parse_registration_credential_json
+    from webauthn.helpers.structs import AuthenticatorTransport
+
     try:
         parsed = parse_registration_credential_json(credential)
         challenge = parse_client_data_json(parsed.response.client_data_json).challenge
-    except MALFORMED as error:
+    except malformed() as error:
         log.info("a passkey of user %s was refused: %s", account.user_id, error)
         raise passkey_invalid() from None
     expected = await use_challenge(
@@ -198,10 +202,11 @@ async def add_passkey(
             credential=parsed, expected_challenge=expected, expected_rp_id=rp.id,
             expected_origin=rp.origin,
         )  # fmt: skip
-    except MALFORMED as error:
+    except malformed() as error:
         log.info("a passkey of user %s was refused: %s", account.user_id, error)
         raise passkey_invalid() from None
-    transports = sorted({str(t.value) for t in parsed.response.transports or []} & _TRANSPORTS)
+    known = {str(transport.value) for transport in AuthenticatorTransport}
+    transports = sorted({str(t.value) for t in parsed.response.transports or []} & known)
     async with db.transaction() as connection:
         existing = await select_passkeys_of_user(connection, account.user_id)
         chosen = name or _default_name({each.name for each in existing})
@@ -281,6 +286,8 @@ async def remove_passkey(
 
 
 def descriptor(passkey: Passkey) -> PublicKeyCredentialDescriptor:
+    from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
+
     return PublicKeyCredentialDescriptor(
         id=passkey.credential_id,
         transports=[AuthenticatorTransport(each) for each in passkey.transports],
