@@ -448,8 +448,8 @@ def test_connections_spread_over_the_workers(database_url: str, tmp_path: Path) 
             assert within(30, lambda: len(listening()) == 2 and all(listening())), read_log(log)
             first, second = listening()
             assert not first & second, "the workers share a listening socket"
-            threads = {worker.environ().get("AUTHAPP_HASH_WORKERS") for worker in workers_of(server)}
-            assert threads == {str(-(-(os.cpu_count() or 1) // 2))}
+            shares = {worker.environ().get("AUTHAPP_HASH_WORKERS") for worker in workers_of(server)}
+            assert shares == {str(-(-(os.cpu_count() or 1) // 2))}
             with kept_alive(port, 32):
                 counts = sorted(connections_per_worker(server, port).values())
             # Each gets half on average; fewer than 6 of 32 would happen once in 10,000 runs.
