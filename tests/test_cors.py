@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import quart_cors
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
@@ -29,6 +31,27 @@ async def test_by_default_no_origin_may_call_the_api(client: Client) -> None:
     assert response.status_code == 401
     assert "Access-Control-Allow-Origin" not in response.headers
     assert "Origin" in response.headers["Vary"]
+
+
+async def test_an_answer_without_origin_varies_on_origin_once(client: Client) -> None:
+    """Such answers skip quart-cors (see cross_origin_headers): they still say that another
+    origin would get another answer, to any cache on the way."""
+    me = await client.get("/api/me")
+    assert me.status_code == 401
+    assert me.headers.getlist("Vary") == ["Origin"]
+    assert "Access-Control-Allow-Origin" not in me.headers
+    login = await client.post("/api/auth/login", json={"email": "a@example.com", "password": "x"})
+    assert [name.strip() for name in ",".join(login.headers.getlist("Vary")).split(",")].count(
+        "Origin"
+    ) == 1
+
+
+def test_quart_cors_still_answers_through_its_after_request_hook() -> None:
+    # The API calls quart-cors's private hook itself (only for requests with an Origin).
+    parameters = inspect.signature(quart_cors._after_request).parameters
+    assert next(iter(parameters)) == "response"
+    assert all(p.kind is p.KEYWORD_ONLY for p in list(parameters.values())[1:])
+    assert "_after_request" in inspect.getsource(quart_cors.cors)
 
 
 @pytest.mark.settings(CORS_ORIGINS=f"{APP_ORIGIN}, https://admin.example.com")

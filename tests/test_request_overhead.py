@@ -4,15 +4,23 @@ a test rather than a sign-in."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import json
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import pytest
+import quart_schema.conversion
 from quart import Quart
 from quart.sessions import SecureCookieSessionInterface
 from quart.typing import TestClientProtocol as Client
 from quart_auth import QuartAuth
+from quart_schema.extension import create_json_provider
 
+import authapp.extensions
+from authapp.extensions import _model_dump
 from authapp.web.guards import AuthappAuth
 from authapp.web.wrappers import CachedSessionInterface
 from tests.conftest import PASSWORD
@@ -110,3 +118,84 @@ def test_quart_auth_keeps_the_user_on_g_where_the_override_looks(app: Quart) -> 
         source = inspect.getsource(getattr(QuartAuth, method))
         assert "setattr(g, self.attribute_name, user)" in source
     assert isinstance(app.extensions["QUART_AUTH"][0], AuthappAuth)
+
+
+def test_the_auth_cookie_serializer_is_made_once_per_set_of_keys(app: Quart) -> None:
+    (auth,) = app.extensions["QUART_AUTH"]
+    assert isinstance(auth, AuthappAuth)
+    first = auth._serializer_of(app)
+    assert auth._serializer_of(app) is first
+    # What it signs, quart-auth's own way reads, and the other way round.
+    token = auth.dump_token("session-token", app)
+    assert QuartAuth.load_token(auth, token, app) == "session-token"
+    assert auth.load_token(QuartAuth.dump_token(auth, "other", app), app) == "other"
+    assert auth.load_token(token + "x", app) is None
+    # A new key makes a new one, which still reads cookies signed under the old key.
+    app.config["SECRET_KEY_FALLBACKS"] = [app.secret_key]
+    app.secret_key = "another secret key of enough length for the test"
+    assert auth._serializer_of(app) is not first
+    assert auth.load_token(token, app) == "session-token"
+    app.config["SECRET_KEY_FALLBACKS"] = []
+    assert auth.load_token(token, app) is None
+
+
+def test_quart_auth_still_reads_and_writes_cookies_through_its_token_methods() -> None:
+    # The overrides are of these two; the cookie's paths go through them.
+    for method in ("load_token", "dump_token"):
+        assert list(inspect.signature(getattr(QuartAuth, method)).parameters) == [
+            "self",
+            "token" if method == "load_token" else "auth_id",
+            "app",
+        ]
+    assert "self.load_token(" in inspect.getsource(QuartAuth.load_cookie)
+    assert "self.dump_token(" in inspect.getsource(QuartAuth.after_request)
+
+
+async def test_a_plain_json_answer_skips_quart_schemas_conversion(
+    client: Client, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """quart-schema converts every answer through pydantic; a dict of plain values and the
+    absent headers go around it (authapp.extensions._model_dump), models still through it.
+    This also pins the name quart-schema's answers look up."""
+    assert quart_schema.conversion.model_dump is _model_dump
+    assert "model_dump(" in inspect.getsource(quart_schema.conversion.convert_response_return_value)
+    converted: list[object] = []
+
+    def counted(raw: object, **options: Any) -> Any:
+        converted.append(raw)
+        return original(raw, **options)
+
+    original = authapp.extensions._quart_schema_model_dump
+    monkeypatch.setattr(authapp.extensions, "_quart_schema_model_dump", counted)
+    answer = await client.get("/healthz")
+    assert await answer.get_json() == {"status": "alive"}
+    assert converted == []
+    await make_user()
+    await client.post("/api/auth/login", json={"email": "alice@example.com", "password": PASSWORD})
+    converted.clear()
+    me = await client.get("/api/me")
+    assert (await me.get_json())["email"] == "alice@example.com"
+    assert [type(raw).__name__ for raw in converted] == ["UserOut"]
+
+
+def test_fast_json_answers_are_the_json_module_answers(app: Quart) -> None:
+    """FastJSONProvider writes what quart-schema's provider (json.dumps) wrote."""
+    value = {
+        "z": [1, 2.5, None, True],
+        "a": "café ✓ \u2028",
+        "when": datetime(2026, 12, 1, 6, 0, tzinfo=UTC),
+        "id": UUID("0b1d20b0-1111-2222-3333-444455556666"),
+        "nested": {"b": 1, "a": {"y": "x"}},
+        "statuses": {200: "OK", 404: "Not Found"},  # the spec's keys
+    }
+
+    async def answer() -> tuple[bytes, bytes]:
+        async with app.app_context():
+            fast = await app.json.response(value).get_data()
+            slow = await create_json_provider(app).response(value).get_data()
+        return fast, slow
+
+    fast, slow = asyncio.run(answer())
+    assert json.loads(fast) == json.loads(slow)
+    assert list(json.loads(fast)) == ["a", "id", "nested", "statuses", "when", "z"]  # sorted, as before
+    assert fast.endswith(b"}\n")

@@ -50,7 +50,11 @@ from .web.guards import (
 from .web.keepalive import EdgeMiddleware
 from .web.schemas import NoContent
 from .web.templating import init_templating
-from .web.wrappers import AuthappRequest, CachedSessionInterface, refuse_oversized_headers
+from .web.wrappers import (
+    AuthappRequest,
+    CachedSessionInterface,
+    refuse_oversized_headers,
+)
 
 __all__ = [
     "APIError",

@@ -20,7 +20,6 @@ stayed when the modules moved into rooms.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import re
@@ -33,6 +32,7 @@ from time import strftime
 from typing import Any
 from weakref import WeakKeyDictionary
 
+import orjson
 from hypercorn.logging import Logger as HypercornLogger
 from hypercorn.typing import ResponseSummary, WWWScope
 
@@ -307,7 +307,8 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:
             entry["exception"] = redact(record.exc_text)
-        return json.dumps(entry, default=str)
+        # orjson: a tenth of json.dumps's CPU; dates as str() would write them, as before.
+        return orjson.dumps(entry, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
 
 
 def printed_elsewhere(record: logging.LogRecord) -> bool:

@@ -4,10 +4,13 @@ and the cookie session's interface."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, cast
 
+import orjson
+from flask.json.provider import DefaultJSONProvider
 from itsdangerous import URLSafeTimedSerializer
-from quart import Quart, Request, request
+from quart import Quart, Request, Response, request
 from quart.sessions import SecureCookieSessionInterface
 from werkzeug.datastructures import MultiDict
 
@@ -111,3 +114,32 @@ class CachedSessionInterface(SecureCookieSessionInterface):
         if cached is None or cached[0] != keys:
             cached = self._cached = (keys, super().get_signing_serializer(app))
         return cached[1]
+
+
+class FastJSONProvider(DefaultJSONProvider):
+    """The app's JSON (quart-schema's provider: its `default` turns dates, models and the
+    rest into JSON through pydantic), with its answers' bodies written by orjson: a tenth of
+    the CPU of `json.dumps` with sorted keys, about 10 µs of a small answer. The same JSON,
+    keys sorted, but non-ASCII characters as UTF-8 rather than `\\u` escapes (a JSON parser
+    sees no difference). Dates and dataclasses still go through `default`, as before;
+    indented answers (debug) still through `json.dumps`."""
+
+    def __init__(self, app: Quart, default: Callable[[Any], Any]) -> None:
+        super().__init__(app)
+        self.default = default
+
+    _OPTIONS = (
+        orjson.OPT_SORT_KEYS
+        | orjson.OPT_NON_STR_KEYS  # as json.dumps: the spec's status codes are ints
+        | orjson.OPT_APPEND_NEWLINE
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+    )
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        if self.compact is False or (self.compact is None and self._app.debug):
+            return cast(Response, super().response(*args, **kwargs))
+        body = orjson.dumps(
+            self._prepare_response_obj(args, kwargs), default=self.default, option=self._OPTIONS
+        )
+        return cast(Response, cast(Any, self._app).response_class(body, mimetype=self.mimetype))

@@ -4,19 +4,38 @@ calls from other sites refused) and the shapes its resources share."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 from uuid import UUID
 
 from pydantic import BaseModel
-from quart_cors import cors
+from quart import Response, request
+from quart_cors import _after_request as answer_cors  # private: tests/test_cors.py pins it
 
 from ....models.users import Account, User
 from ...csrf import check_api_origin
 from ...features import SwitchedBlueprint
 
-# Cross-origin callers: only the origins in AUTHAPP_CORS_ORIGINS (none by default; see
-# init_extensions), with credentials, so a trusted front end elsewhere may call the API.
-bp = cors(SwitchedBlueprint("api", __name__, url_prefix="/api"))
+bp = SwitchedBlueprint("api", __name__, url_prefix="/api")
 bp.before_request(check_api_origin)
+
+
+@bp.after_request
+async def cross_origin_headers(response: Response) -> Response:
+    """Cross-origin callers: only the origins in AUTHAPP_CORS_ORIGINS (none by default; see
+    init_extensions), with credentials, so a trusted front end elsewhere may call the API.
+
+    quart-cors (`cors(bp)`) decides, but it parses its settings on every answer, a twentieth
+    of a signed-in request's CPU, and to a request without an Origin (a program, curl, a
+    same-origin GET) all it ever adds is `Vary: Origin`: such answers get that here."""
+    if "Origin" in request.headers:
+        return cast(Response, await answer_cors(response))
+    vary = response.headers.get("Vary")
+    if vary is None:
+        response.headers["Vary"] = "Origin"
+    elif "origin" not in {name.strip().lower() for name in vary.split(",")}:
+        response.headers["Vary"] = f"{vary}, Origin"
+    return response
+
 
 # Signing out takes the session cookie, and answers 204 without one too: `{}` says it is optional.
 SESSION_IF_ANY: list[dict[str, list[str]]] = [{"sessionCookie": []}, {}]
