@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -20,6 +21,7 @@ from quart_auth import QuartAuth
 from quart_schema.extension import create_json_provider
 
 import authapp.extensions
+import authapp.web.guards
 from authapp.extensions import _model_dump
 from authapp.web.guards import AuthappAuth
 from authapp.web.wrappers import CachedSessionInterface
@@ -197,5 +199,57 @@ def test_fast_json_answers_are_the_json_module_answers(app: Quart) -> None:
 
     fast, slow = asyncio.run(answer())
     assert json.loads(fast) == json.loads(slow)
-    assert list(json.loads(fast)) == ["a", "id", "nested", "statuses", "when", "z"]  # sorted, as before
+    assert list(json.loads(fast)) == [
+        "a",
+        "id",
+        "nested",
+        "statuses",
+        "when",
+        "z",
+    ]  # sorted, as before
     assert fast.endswith(b"}\n")
+
+
+def test_a_checked_cookie_is_remembered_but_its_age_still_counts(
+    app: Quart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AuthappAuth.load_token checks a cookie's signature once, then only its age."""
+    (auth,) = app.extensions["QUART_AUTH"]
+    token = auth.dump_token("session-token", app)
+    checked: list[str] = []
+    serializer = auth._serializer_of(app)
+    loads = serializer.loads
+
+    def counted(value: str, **options: Any) -> Any:
+        checked.append(value)
+        return loads(value, **options)
+
+    monkeypatch.setattr(serializer, "loads", counted)
+    assert auth.load_token(token, app) == "session-token"
+    assert auth.load_token(token, app) == "session-token"
+    assert checked == [token]
+    # Tampered: refused, checked each time, never remembered.
+    assert auth.load_token(token[:-2] + "xx", app) is None
+    assert auth.load_token(token[:-2] + "xx", app) is None
+    assert len(checked) == 3
+    # Older than the longest session: refused, remembered or not.
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + auth.duration + 5)
+    assert auth.load_token(token, app) is None
+    monkeypatch.setattr(time, "time", lambda: now - 60)  # a clock set back: not yet signed
+    assert auth.load_token(token, app) is None
+
+
+def test_the_remembered_cookies_are_bounded_and_forgotten_with_the_keys(
+    app: Quart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (auth,) = app.extensions["QUART_AUTH"]
+    monkeypatch.setattr(authapp.web.guards, "VERIFIED_COOKIES", 3)
+    tokens = [auth.dump_token(f"session-{n}", app) for n in range(5)]
+    for token in tokens:
+        assert auth.load_token(token, app) is not None
+    assert list(auth._verified) == tokens[2:]  # the oldest went first
+    app.config["SECRET_KEY_FALLBACKS"] = []
+    app.secret_key = "a new key, with the old one dropped, of enough length"
+    assert auth.load_token(tokens[-1], app) is None
+    assert auth._verified == {}

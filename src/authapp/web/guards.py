@@ -4,6 +4,7 @@ permissions, fresh sign-in, and the OpenAPI security it documents)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -20,6 +21,10 @@ from ..errors import APIError
 from ..models.api_tokens import TokenAccount
 from ..models.sessions import SessionAccount
 from ..state import state
+
+# How many checked cookies each worker remembers (see AuthappAuth.load_token): 1,024 clients
+# at a time, about 200 KiB.
+VERIFIED_COOKIES = 1024
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -90,6 +95,9 @@ class AuthappAuth(QuartAuth):
         return super().resolve_user()
 
     _serializer: tuple[tuple[object, ...], URLSafeTimedSerializer] | None = None
+    # Cookies whose signature checked out under the current keys: their session token and
+    # when they were signed. Bounded; emptied when the keys change.
+    _verified: dict[str, tuple[str, int]]
 
     def _serializer_of(self, app: Quart) -> URLSafeTimedSerializer:
         """quart-auth's serializer, made once per set of keys instead of on every request that
@@ -101,23 +109,48 @@ class AuthappAuth(QuartAuth):
         if cached is None or cached[0] != keys:
             serializer = self.serializer_class([*keys[1:], keys[0]], cast(str, self.salt))
             cached = self._serializer = (keys, serializer)
+            self._verified = {}
         return cached[1]
 
     def dump_token(self, auth_id: str, app: Quart | None = None) -> str:
         return self._serializer_of(app or current_app).dumps(auth_id)
 
     def load_token(self, token: str, app: Quart | None = None) -> str | None:
-        try:
-            loaded = self._serializer_of(app or current_app).loads(token, max_age=self.duration)
-        except BadSignature:  # SignatureExpired is one
+        """The session token the cookie carries, if its signature is ours and it is younger than
+        the session's longest life (quart-auth's `duration`).
+
+        A client sends the same cookie on every request, and checking its signature was the
+        largest part of a signed-in request after the database (itsdangerous: base64, the
+        HMAC-SHA512, the timestamp, JSON). So a cookie that checked out is remembered with when
+        it was signed, and only its age is checked again. This remembers what the cookie says,
+        never whether the session lives: every request still looks the session up (revoked,
+        expired, idle), and new keys forget every cookie checked under the old ones.
+        """
+        serializer = self._serializer_of(app or current_app)
+        known = self._verified.get(token)
+        if known is None:
+            try:
+                auth_id, signed = serializer.loads(
+                    token, max_age=self.duration, return_timestamp=True
+                )
+            except BadSignature:  # SignatureExpired is one
+                return None
+            known = (cast(str, auth_id), int(signed.timestamp()))
+            if len(self._verified) >= VERIFIED_COOKIES:
+                del self._verified[next(iter(self._verified))]  # the oldest goes
+            self._verified[token] = known
+        age = int(time.time()) - known[1]  # as itsdangerous counts it
+        if self.duration is not None and not 0 <= age <= self.duration:
             return None
-        return cast(str, loaded)
+        return known[0]
 
     async def after_request(self, response: Response) -> Response:
-        # Signing in or out (login_user, logout_user, renew_login) leaves the user on `g`;
-        # without it nothing changed, and resolving the user only to learn that is wasted on
-        # every request that never asked who is calling (/healthz, files, public pages).
-        if self.attribute_name not in g:
+        # Signing in or out (login_user, logout_user, renew_login) leaves a user on `g` whose
+        # action is not PASS; otherwise nothing changed, and asking quart-auth only to learn
+        # that is wasted on every request (resolving the user where nobody asked who calls:
+        # /healthz, files, public pages).
+        user = g.get(self.attribute_name)
+        if user is None or user.action is Action.PASS:
             return response
         return await super().after_request(response)
 
