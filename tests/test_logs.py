@@ -10,6 +10,7 @@ import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from hypercorn.logging import AccessLogAtoms
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
+import authapp.infra.logs
 from authapp import create_app
 from authapp.config import ConfigError, load_settings
 from authapp.infra.logs import (
@@ -498,3 +500,39 @@ async def test_a_whole_account_flow_on_hypercorn_logs_json_lines_without_secrets
 def test_a_log_format_other_than_text_or_json_is_refused(value: str) -> None:
     with pytest.raises(ConfigError, match="AUTHAPP_LOG_FORMAT must be text or json"):
         load_settings(environ={"AUTHAPP_ENV": "testing", "AUTHAPP_LOG_FORMAT": value})
+
+
+def test_the_writer_takes_the_lines_in_batches_not_one_wake_up_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each line woke logging's QueueListener, which then waited for the GIL: five context
+    switches per request served. The writer wakes on its own clock and takes what waits."""
+    monkeypatch.setattr(authapp.infra.logs, "WRITE_INTERVAL", 0.2)
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    stream = io.StringIO()
+    batches: list[int] = []
+    write_waiting = authapp.infra.logs._Writer.write_waiting
+
+    def counted(self: authapp.infra.logs._Writer) -> None:
+        batches.append(self.queue.qsize())
+        write_waiting(self)
+
+    monkeypatch.setattr(authapp.infra.logs._Writer, "write_waiting", counted)
+    try:
+        root.handlers = []
+        configure_logging(load_settings({"ENV": "testing", "LOG_FORMAT": "json"}))
+        (handler,) = root.handlers
+        handler.setStream(stream)  # type: ignore[attr-defined]
+        stop = write_off_the_loop()
+        atexit.unregister(stop)
+        logger = logging.getLogger("authapp.test")
+        for number in range(50):
+            logger.warning("line %d", number)
+        time.sleep(0.5)
+        stop()
+    finally:
+        root.handlers = saved
+        logging.captureWarnings(False)
+    assert len(stream.getvalue().splitlines()) == 50
+    assert [size for size in batches if size] == [50]

@@ -23,11 +23,12 @@ import atexit
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
-from logging.handlers import QueueHandler, QueueListener
-from queue import SimpleQueue
+from logging.handlers import QueueHandler
+from queue import Empty, SimpleQueue
 from time import strftime
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -339,7 +340,8 @@ class _OffTheLoop(QueueHandler):
     has the request's id and its message (its arguments may change once the call returns)."""
 
     def __init__(self, target: AuthappLogHandler) -> None:
-        super().__init__(SimpleQueue())
+        self.queue: SimpleQueue[logging.LogRecord] = SimpleQueue()
+        super().__init__(self.queue)
         self.target = target
         self.addFilter(lambda record: not printed_elsewhere(record))
         self.addFilter(RequestIdFilter())  # here: the request's context is this thread's
@@ -352,6 +354,41 @@ class _OffTheLoop(QueueHandler):
         return record
 
 
+# How long the writing thread sleeps between two batches of lines.
+WRITE_INTERVAL = 0.05
+
+
+class _Writer(threading.Thread):
+    """Writes the queued lines in batches, every WRITE_INTERVAL: logging's QueueListener
+    waits on the queue, so every line woke it, and it then waited for the event loop's GIL;
+    5 context switches per request served (1 without it) and a fifth of /healthz's CPU,
+    measured under make bench. Lines are at most WRITE_INTERVAL late."""
+
+    def __init__(self, queue: SimpleQueue[logging.LogRecord], handler: logging.Handler) -> None:
+        super().__init__(name="authapp-log-writer", daemon=True)
+        self.queue = queue
+        self.handler = handler
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(WRITE_INTERVAL):
+            self.write_waiting()
+        self.write_waiting()
+
+    def write_waiting(self) -> None:
+        while True:
+            try:
+                record = self.queue.get_nowait()
+            except Empty:
+                return
+            if record.levelno >= self.handler.level:
+                self.handler.handle(record)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+
+
 def write_off_the_loop() -> Callable[[], None]:
     """From now on, authapp's handler formats and writes its lines on a thread of its own,
     so a slow standard error (a full pipe, a stalled collector) never stalls the event loop,
@@ -360,17 +397,17 @@ def write_off_the_loop() -> Callable[[], None]:
     the waiting lines and stops the thread (atexit calls it)."""
     root = logging.getLogger()
     ours = [handler for handler in root.handlers if isinstance(handler, AuthappLogHandler)]
-    listeners = []
+    writers = []
     for handler in ours:
         queued = _OffTheLoop(handler)
-        listeners.append(QueueListener(queued.queue, handler, respect_handler_level=True))
+        writers.append(_Writer(queued.queue, handler))
         root.removeHandler(handler)
         root.addHandler(queued)
-        listeners[-1].start()
+        writers[-1].start()
 
     def stop() -> None:
-        for listener in listeners:
-            listener.stop()
+        for writer in writers:
+            writer.stop()
 
     atexit.register(stop)  # before logging's own shutdown (atexit runs the last first)
     return stop
