@@ -10,6 +10,7 @@ the site fails the test.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -180,7 +181,12 @@ async def test_the_login_page_asks_for_passkey_autofill(
     await virtual_authenticator(page)
     await page.goto("/auth/login")
     await expect(page.get_by_label("Email")).to_have_attribute("autocomplete", "username webauthn")
-    await page.wait_for_function("window.mediations.length > 0")
+    # Polled from here: wait_for_function polls with code the page's CSP (no eval) refuses,
+    # which failed the test whenever passkeys.js had not asked yet at the first look.
+    for _ in range(100):
+        if await page.evaluate("window.mediations.length") > 0:
+            break
+        await asyncio.sleep(0.1)
     assert await page.evaluate("window.mediations") == ["conditional"]
     watch.assert_clean()
     await context.close()
