@@ -23,9 +23,10 @@ from hypercorn.logging import AccessLogAtoms
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-import authapp.infra.logs
+import authapp.infra.log_writer
 from authapp import create_app
 from authapp.config import ConfigError, load_settings
+from authapp.infra.log_writer import write_off_the_loop
 from authapp.infra.logs import (
     AccessAtoms,
     AccessLogger,
@@ -37,7 +38,6 @@ from authapp.infra.logs import (
     log_for_dev_console,
     printed_elsewhere,
     redact,
-    write_off_the_loop,
 )
 from tests.conftest import ENCRYPTION_KEY, PASSWORD, execute, settings_for
 from tests.mailbox import Mailbox, SmtpServer, drain
@@ -507,18 +507,18 @@ def test_the_writer_takes_the_lines_in_batches_not_one_wake_up_each(
 ) -> None:
     """Each line woke logging's QueueListener, which then waited for the GIL: five context
     switches per request served. The writer wakes on its own clock and takes what waits."""
-    monkeypatch.setattr(authapp.infra.logs, "WRITE_INTERVAL", 0.2)
+    monkeypatch.setattr(authapp.infra.log_writer, "WRITE_INTERVAL", 0.2)
     root = logging.getLogger()
     saved = root.handlers[:]
     stream = io.StringIO()
     batches: list[int] = []
-    write_waiting = authapp.infra.logs._Writer.write_waiting
+    write_waiting = authapp.infra.log_writer._Writer.write_waiting
 
-    def counted(self: authapp.infra.logs._Writer) -> None:
+    def counted(self: authapp.infra.log_writer._Writer) -> None:
         batches.append(self.queue.qsize())
         write_waiting(self)
 
-    monkeypatch.setattr(authapp.infra.logs._Writer, "write_waiting", counted)
+    monkeypatch.setattr(authapp.infra.log_writer._Writer, "write_waiting", counted)
     try:
         root.handlers = []
         configure_logging(load_settings({"ENV": "testing", "LOG_FORMAT": "json"}))

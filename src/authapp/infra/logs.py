@@ -19,16 +19,14 @@ stayed when the modules moved into rooms.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
 from logging.handlers import QueueHandler
-from queue import Empty, SimpleQueue
+from queue import SimpleQueue
 from time import strftime
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -335,7 +333,7 @@ class AuthappLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.setFormatter(formatter)
 
 
-class _OffTheLoop(QueueHandler):
+class OffTheLoopHandler(QueueHandler):
     """Hands each record to the thread that writes the lines (write_off_the_loop), once it
     has the request's id and its message (its arguments may change once the call returns)."""
 
@@ -354,72 +352,13 @@ class _OffTheLoop(QueueHandler):
         return record
 
 
-# How long the writing thread sleeps between two batches of lines.
-WRITE_INTERVAL = 0.05
-
-
-class _Writer(threading.Thread):
-    """Writes the queued lines in batches, every WRITE_INTERVAL: logging's QueueListener
-    waits on the queue, so every line woke it, and it then waited for the event loop's GIL;
-    5 context switches per request served (1 without it) and a fifth of /healthz's CPU,
-    measured under make bench. Lines are at most WRITE_INTERVAL late."""
-
-    def __init__(self, queue: SimpleQueue[logging.LogRecord], handler: logging.Handler) -> None:
-        super().__init__(name="authapp-log-writer", daemon=True)
-        self.queue = queue
-        self.handler = handler
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.wait(WRITE_INTERVAL):
-            self.write_waiting()
-        self.write_waiting()
-
-    def write_waiting(self) -> None:
-        while True:
-            try:
-                record = self.queue.get_nowait()
-            except Empty:
-                return
-            if record.levelno >= self.handler.level:
-                self.handler.handle(record)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join()
-
-
-def write_off_the_loop() -> Callable[[], None]:
-    """From now on, authapp's handler formats and writes its lines on a thread of its own,
-    so a slow standard error (a full pipe, a stalled collector) never stalls the event loop,
-    and neither does formatting. Lines still waiting are written when the process exits.
-    For serving processes (authapp serve's workers); once per process. Returns what writes
-    the waiting lines and stops the thread (atexit calls it)."""
-    root = logging.getLogger()
-    ours = [handler for handler in root.handlers if isinstance(handler, AuthappLogHandler)]
-    writers = []
-    for handler in ours:
-        queued = _OffTheLoop(handler)
-        writers.append(_Writer(queued.queue, handler))
-        root.removeHandler(handler)
-        root.addHandler(queued)
-        writers[-1].start()
-
-    def stop() -> None:
-        for writer in writers:
-            writer.stop()
-
-    atexit.register(stop)  # before logging's own shutdown (atexit runs the last first)
-    return stop
-
-
 def configure_logging(settings: Settings) -> None:
     """Our level, our handler on the root logger (unless the host program has its own), and
     the access log's redaction."""
     logging.getLogger("authapp").setLevel(settings.log_level.upper())
     root = logging.getLogger()
     ours = [handler for handler in root.handlers if isinstance(handler, AuthappLogHandler)]
-    ours += [handler.target for handler in root.handlers if isinstance(handler, _OffTheLoop)]
+    ours += [handler.target for handler in root.handlers if isinstance(handler, OffTheLoopHandler)]
     if ours:
         for handler in ours:  # a later app of the same process (tests) picks the format
             handler.setFormatter(console_formatter(settings))

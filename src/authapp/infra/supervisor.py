@@ -54,7 +54,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.utils import LifespanFailureError, load_application, write_pid_file
 
 from ..config import ConfigError, parse_bind
-from .logs import write_off_the_loop
+from .log_writer import write_off_the_loop
 
 log = logging.getLogger("authapp.supervisor")  # see authapp.infra.logs
 
