@@ -19,6 +19,7 @@ from quart import current_app, request, session
 from ..errors import APIError
 from ..state import state
 from .guards import bearer_token
+from .wrappers import signing_keys
 
 FIELD = "csrf_token"
 _SESSION_KEY = "csrf"
@@ -27,8 +28,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    # Old keys still verify after a rotation; the newest (last) signs.
-    keys = [*current_app.config["SECRET_KEY_FALLBACKS"], current_app.config["SECRET_KEY"]]
+    keys = list(signing_keys(current_app))  # old keys still verify; the newest signs
     return URLSafeTimedSerializer(keys, salt=_SALT)
 
 

@@ -28,6 +28,7 @@ from ..accounts.emails import email_key_digest
 from ..infra import clock
 from ..models.users import TrustedDevice
 from ..state import state
+from .wrappers import signing_keys
 
 SALT = "authapp.device"
 MAX_ACCOUNTS = 4  # a shared computer keeps its trust for this many accounts
@@ -59,8 +60,7 @@ def cookie_name() -> str:
 
 
 def _serializer() -> URLSafeSerializer:
-    # Old keys still verify after a rotation; the newest (last) signs.
-    keys = [*current_app.config["SECRET_KEY_FALLBACKS"], current_app.config["SECRET_KEY"]]
+    keys = list(signing_keys(current_app))  # old keys still verify; the newest signs
     return URLSafeSerializer(keys, salt=SALT)
 
 

@@ -21,6 +21,7 @@ from ..errors import APIError
 from ..models.api_tokens import TokenAccount
 from ..models.sessions import SessionAccount
 from ..state import state
+from .wrappers import signing_keys
 
 # How many checked cookies each worker remembers (see AuthappAuth.load_token): 1,024 clients
 # at a time, about 200 KiB.
@@ -104,10 +105,10 @@ class AuthappAuth(QuartAuth):
         carries the cookie (a fifth of the CPU the cookie's check took). As quart-auth orders
         them: the current key last, which itsdangerous signs with; the fallbacks still read
         older cookies."""
-        keys = (app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        keys = signing_keys(app)
         cached = self._serializer
         if cached is None or cached[0] != keys:
-            serializer = self.serializer_class([*keys[1:], keys[0]], cast(str, self.salt))
+            serializer = self.serializer_class(list(keys), cast(str, self.salt))
             cached = self._serializer = (keys, serializer)
             self._verified = {}
         return cached[1]

@@ -105,6 +105,13 @@ class AuthappRequest(Request):
             raise _bad_body("INVALID_BODY", "The form contains a NUL character.")
 
 
+def signing_keys(app: Quart) -> tuple[str, ...]:
+    """The keys that sign the app's cookies and form tokens, as itsdangerous takes them: the
+    fallbacks (AUTHAPP_SECRET_KEY_FALLBACKS), which still verify after a rotation, then the
+    current key, last, which signs."""
+    return (*(app.config.get("SECRET_KEY_FALLBACKS") or ()), app.config["SECRET_KEY"])
+
+
 class CachedSessionInterface(SecureCookieSessionInterface):
     """Quart's signed cookie session (the CSRF token and flash messages), with its serializer
     made once per set of keys instead of once per request: building one signs a probe value
@@ -113,7 +120,7 @@ class CachedSessionInterface(SecureCookieSessionInterface):
     _cached: tuple[tuple[object, ...], URLSafeTimedSerializer | None] | None = None
 
     def get_signing_serializer(self, app: Quart) -> URLSafeTimedSerializer | None:
-        keys = (app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        keys = signing_keys(app)
         cached = self._cached
         if cached is None or cached[0] != keys:
             cached = self._cached = (keys, super().get_signing_serializer(app))
