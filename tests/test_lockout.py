@@ -16,7 +16,7 @@ from quart.typing import TestClientProtocol as Client
 
 from authapp.config import ConfigError, load_settings
 from authapp.models.users import User
-from tests.conftest import PASSWORD, Clock, app_state, fetch_val
+from tests.conftest import PASSWORD, Clock, app_state, execute, fetch_val
 from tests.forms import forget_device, post_form, sign_in_from
 from tests.mailbox import Mailbox, drain
 
@@ -239,6 +239,27 @@ async def test_the_pages_show_a_locked_account_as_a_wait(app: Quart, make_user: 
     assert page.status_code == 429
     assert "Try again in 1 minute." in await page.get_data(as_text=True)
     assert page.headers["Retry-After"] == "60"
+
+
+@pytest.mark.parametrize(
+    ("refusal", "status"),
+    [(None, 200), ("unverified", 403), ("inactive", 401)],
+)
+async def test_the_right_password_forgives_the_failures_before_it_also_when_it_is_refused(
+    app: Quart, client: Client, make_user: MakeUser, refusal: str | None, status: int
+) -> None:
+    """A sign-in forgives in the statement that starts its session; the refusals that start
+    none (an unverified address, an inactive account) forgive by themselves."""
+    await make_user()
+    if refusal == "unverified":
+        app_state(app).settings = settings_with(app, require_verified_email=True)
+    elif refusal == "inactive":
+        await execute(app, "UPDATE users SET is_active = false")
+    for _ in range(2):
+        assert (await login(client, WRONG)).status_code == 401
+    assert await failed_logins(app) == 2
+    assert (await login(client, PASSWORD)).status_code == status
+    assert await failed_logins(app) == 0
 
 
 async def test_a_password_reset_unlocks_at_once(

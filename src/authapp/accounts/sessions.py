@@ -51,6 +51,15 @@ def token_id(token: str) -> bytes | None:
     return hashlib.sha256(token.encode("ascii")).digest()
 
 
+@dataclass(frozen=True)
+class Forgives:
+    """The sign-in's right password forgives the failed ones before it (see
+    signin.authenticate), in the statement that starts the session; from the user's trusted
+    device only while the account is not locked."""
+
+    trusted_device: bool
+
+
 def liveness(settings: Settings) -> Liveness:
     now = clock.utcnow()
     return Liveness(
@@ -70,11 +79,13 @@ async def start_session(
     user_agent: str | None,
     replaces: str | None = None,
     amr: tuple[str, ...] = ("pwd",),
+    forgives: Forgives | None = None,
 ) -> str:
     """Create a session and return its token; the token is shown once and never stored.
 
     `replaces` is the token the client signed in with before, if any: it is revoked, so a
-    session id planted before sign-in (fixation) is worthless afterwards.
+    session id planted before sign-in (fixation) is worthless afterwards. `forgives`: the
+    same statement forgives the account's failed passwords (one round trip for both).
     """
     token = new_token()
     session_id = token_id(token)
@@ -93,6 +104,8 @@ async def start_session(
             user_agent=(user_agent or "")[:MAX_USER_AGENT] or None,
             replaces=None if replaces is None else token_id(replaces),
             amr=list(amr),
+            forgive=forgives is not None,
+            unless_locked_at=live.now if forgives and forgives.trusted_device else None,
         )
         # The statement wrote the login_succeeded event with the session.
         audit.recorded(user_id, "login_succeeded", now=live.now, remember=remember, amr=list(amr))

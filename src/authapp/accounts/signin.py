@@ -32,8 +32,8 @@ from ..models.users import (
     update_user_password_hash,
 )
 from . import attempts, audit
-from .emails import email_key
 from .passwords import normalize_password
+from .sessions import Forgives
 
 log = logging.getLogger("authapp.accounts")  # see authapp.infra.logs
 
@@ -49,10 +49,19 @@ def invalid_credentials() -> APIError:
 
 @dataclass(frozen=True)
 class PasswordProved:
+    """A right password of an active account. Unless it has a second factor, the failures
+    before it are to be forgiven: by the session it starts, in the same statement
+    (`forgives`), or by forgive_failures when it starts none."""
+
     user: User
     # Then the password alone signs nobody in: the second factor must follow, and only it
     # forgives the failures before (so knowing the password buys no fresh run of codes).
     has_second_factor: bool
+    trusted: bool  # the client's device cookie names this user and their current stamp
+
+    @property
+    def forgives(self) -> Forgives:
+        return Forgives(trusted_device=self.trusted)
 
 
 async def authenticate(
@@ -60,11 +69,12 @@ async def authenticate(
     hashing: PasswordHashing,
     settings: Settings,
     *,
-    email: str,
+    key: str | None,
     password: str,
     device: TrustedDevice | None = None,
 ) -> PasswordProved:
-    """Return the active user with this email and password, or raise INVALID_CREDENTIALS.
+    """Return the active user with this address key (emails.email_key of what was typed;
+    None when it was no address) and password, or raise INVALID_CREDENTIALS.
 
     Unknown emails verify a dummy hash, so the answer takes as long either way. A locked
     account is refused unchecked, with the same answer, after as long a wait as a check
@@ -76,7 +86,6 @@ async def authenticate(
     """
     attempts.checking()
     password = normalize_password(password)
-    key = email_key(email)
     found = None
     if key is not None:
         async with db.connection() as connection:
@@ -94,12 +103,12 @@ async def authenticate(
     if not await _verify(hashing, user.password_hash, password):
         after_answer(record_failure, db, settings, found, "login_failed")
         raise invalid_credentials()
-    if not found.has_second_factor:
-        await forgive_failures(db, user.id, trusted=found.trusted)
-    elif attempt is not None:
+    if found.has_second_factor and attempt is not None:
         async with db.connection() as connection:
             await update_user_attempt_uncounted(connection, user.id, lockout_of(settings))
     if not user.is_active:
+        if not found.has_second_factor:
+            await forgive_failures(db, user.id, trusted=found.trusted)
         raise invalid_credentials()
     attempts.proved()
     if hashing.needs_rehash(user.password_hash):
@@ -107,7 +116,7 @@ async def authenticate(
         async with db.connection() as connection:
             await update_user_password_hash(connection, user.id, new_hash, clock.utcnow())
         log.info("upgraded the password hash of user %s", user.id)
-    return PasswordProved(user, found.has_second_factor)
+    return PasswordProved(user, found.has_second_factor, found.trusted)
 
 
 async def forgive_failures(db: Database, user_id: UUID, *, trusted: bool) -> None:

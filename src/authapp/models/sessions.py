@@ -9,7 +9,7 @@ from uuid import UUID
 
 from quart_db import Connection
 
-from .users import ACCOUNT_COLUMNS, QUICK_COMMIT, Account
+from .users import ACCOUNT_COLUMNS, FORGIVES, QUICK_COMMIT, Account
 
 
 @dataclass(frozen=True)
@@ -131,11 +131,14 @@ async def insert_session_signed_in(
     user_agent: str | None,
     replaces: bytes | None,
     amr: list[str],
+    forgive: bool = False,
+    unless_locked_at: datetime | None = None,
 ) -> None:
     """A sign-in, in one statement (so atomic, and one round trip): the new session; the
     session it replaces revoked and the user's dead ones dropped (they serve nobody, and the
-    user's rows stay few); the sign-in before this one kept as the previous; a
-    login_succeeded event."""
+    user's rows stay few); the sign-in before this one kept as the previous; with `forgive`,
+    the failed passwords before it forgiven (by the rule of users.FORGIVES, with
+    `unless_locked_at`); a login_succeeded event."""
     await db.execute(
         f"""WITH replaced AS (
                 UPDATE sessions SET revoked_at = :now WHERE id = :replaces AND revoked_at IS NULL
@@ -146,7 +149,11 @@ async def insert_session_signed_in(
                 -- SET reads the row as it was: the previous values move over, then are replaced.
                 UPDATE users
                    SET previous_login_at = last_login_at, previous_login_ip = last_login_ip,
-                       last_login_at = :now, last_login_ip = CAST(:ip AS inet)
+                       last_login_at = :now, last_login_ip = CAST(:ip AS inet),
+                       failed_logins = CASE WHEN :forgive AND {FORGIVES} THEN 0
+                                            ELSE failed_logins END,
+                       locked_until = CASE WHEN :forgive AND {FORGIVES} THEN NULL
+                                           ELSE locked_until END
                  WHERE id = :user_id
             ), event AS (
                 INSERT INTO security_events (user_id, kind, created_at, ip, user_agent, details)
@@ -167,6 +174,8 @@ async def insert_session_signed_in(
             user_agent=user_agent,
             replaces=replaces,
             amr=amr,
+            forgive=forgive,
+            unless_locked_at=unless_locked_at,
         ),
     )
 

@@ -302,17 +302,23 @@ async def update_user_attempt_uncounted(db: Connection, user_id: UUID, lockout: 
     )
 
 
+# When a right password forgives the failures before it: always, or with `unless_locked_at`
+# only if the account is not locked then (a trusted device's success must not give a stranger
+# who locked the account a fresh run of guesses). The one rule of both statements that
+# forgive: this one, and a sign-in's (models/sessions.py, insert_session_signed_in).
+FORGIVES = """(CAST(:unless_locked_at AS timestamptz) IS NULL OR locked_until IS NULL
+               OR locked_until <= :unless_locked_at)"""
+
+
 async def update_user_attempts_cleared(
     db: Connection, user_id: UUID, *, unless_locked_at: datetime | None = None
 ) -> None:
-    """The password proved right (or was reset): the failures before it are forgiven; with
-    `unless_locked_at`, only if the account is not locked then (a trusted device's success
-    must not give a stranger who locked the account a fresh run of guesses)."""
+    """The password proved right (or was reset): the failures before it are forgiven (see
+    FORGIVES for `unless_locked_at`)."""
     await db.execute(
-        """UPDATE users SET failed_logins = 0, locked_until = NULL
-            WHERE id = :id AND (failed_logins > 0 OR locked_until IS NOT NULL)
-              AND (CAST(:unless_locked_at AS timestamptz) IS NULL OR locked_until IS NULL
-                   OR locked_until <= :unless_locked_at)""",
+        f"""UPDATE users SET failed_logins = 0, locked_until = NULL
+             WHERE id = :id AND (failed_logins > 0 OR locked_until IS NOT NULL)
+               AND {FORGIVES}""",  # noqa: S608 (a fixed fragment)
         {"id": user_id, "unless_locked_at": unless_locked_at},
     )
 

@@ -21,8 +21,8 @@ from ..accounts.credentials import Revoked
 from ..accounts.emails import email_key, email_key_digest
 from ..accounts.lifecycle import change_password
 from ..accounts.passkeys import RelyingParty
-from ..accounts.sessions import revoke_session, start_session
-from ..accounts.signin import authenticate
+from ..accounts.sessions import Forgives, revoke_session, start_session
+from ..accounts.signin import authenticate, forgive_failures
 from ..config import Settings
 from ..errors import APIError
 from ..infra.database import Database
@@ -53,12 +53,14 @@ async def sign_in(email: str, password: str, *, remember: bool) -> User | Second
     key = email_key(email)
     device = None if key is None else devices.for_account(email_key_digest(key))
     proved = await authenticate(
-        app_state.db, app_state.hashing, app_state.settings, email=email, password=password,
+        app_state.db, app_state.hashing, app_state.settings, key=key, password=password,
         device=None if device is None else device.trusted,
     )  # fmt: skip
     user = proved.user
     if app_state.settings.require_verified_email and user.email_verified_at is None:
-        # Only after the password checked out, so this reveals nothing to a stranger.
+        # Only after the password checked out, so this reveals nothing to a stranger; which
+        # forgives the failures before it, as a sign-in would.
+        await forgive_failures(app_state.db, user.id, trusted=proved.trusted)
         raise APIError(
             403, "EMAIL_NOT_VERIFIED", "Verify your email address first: follow the link we sent."
         )
@@ -68,7 +70,7 @@ async def sign_in(email: str, password: str, *, remember: bool) -> User | Second
         )
         _set_pending_cookie(reference)
         return SecondFactorRequired((await mfa.mfa_status(app_state.db, user.id)).methods)
-    await start_client_session(user, remember=remember)
+    await start_client_session(user, remember=remember, forgives=proved.forgives)
     return user
 
 
@@ -120,10 +122,15 @@ def _set_pending_cookie(reference: str | None) -> None:
 
 
 async def start_client_session(
-    user: User, *, remember: bool, amr: tuple[str, ...] = ("pwd",)
+    user: User,
+    *,
+    remember: bool,
+    amr: tuple[str, ...] = ("pwd",),
+    forgives: Forgives | None = None,
 ) -> None:
     """Give the current client a new session of `user` (replacing any it had), and a device
-    cookie for them: it proved its credentials here (`amr`: how)."""
+    cookie for them: it proved its credentials here (`amr`: how; `forgives`: see
+    sessions.start_session)."""
     app_state = state()
     token = await start_session(
         app_state.db,
@@ -134,6 +141,7 @@ async def start_client_session(
         user_agent=request.headers.get("User-Agent"),
         replaces=current_user.auth_id,
         amr=amr,
+        forgives=forgives,
     )
     login_user(SessionUser(token), remember=remember)
     rotate_csrf_token()  # a form token from before sign-in is worthless after it
