@@ -9,7 +9,9 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
+from authapp.accounts.emails import email_key_digest
 from authapp.models.users import User
+from authapp.web import devices
 from tests.conftest import PASSWORD, Clock, fetch_val
 from tests.forms import DEVICE_COOKIE, api_client, device_cookie, forget_device, post_form
 from tests.mailbox import Mailbox, drain
@@ -63,6 +65,28 @@ async def test_a_sign_in_sets_a_strict_device_cookie(app: Quart, make_user: Make
     assert "Path=/" in header
     assert "Max-Age=15552000" in header  # 180 days
     assert "alice" not in header  # it names the account by a digest only
+
+
+async def test_a_shared_computer_keeps_its_newest_accounts_within_the_cookie_limit(
+    app: Quart, make_user: MakeUser
+) -> None:
+    """A cookie holds MAX_ACCOUNTS entries, each with two UUIDs, signed uncompressed; at its
+    longest it must stay under MAX_COOKIE_BYTES, or the device would read back as none."""
+    emails = [f"user{number}@example.com" for number in range(devices.MAX_ACCOUNTS + 1)]
+    for email in emails:
+        await make_user(email)
+    client = app.test_client()
+    for email in emails:
+        body = {"email": email, "password": PASSWORD}
+        assert (await client.post("/api/auth/login", json=body)).status_code == 200
+        value = device_cookie(client)
+        assert value is not None
+        assert len(value) <= devices.MAX_COOKIE_BYTES
+    assert not value.startswith(".")  # not compressed
+    async with app.test_request_context("/", headers={"Cookie": f"{DEVICE_COOKIE}={value}"}):
+        presented = {device.account for device in devices.presented()}
+    kept = {email_key_digest(email) for email in emails[1:]}  # the oldest made room
+    assert presented == kept
 
 
 async def test_the_owner_signs_in_through_a_strangers_flood(

@@ -14,6 +14,7 @@ from uuid import UUID
 
 import pytest
 import quart_schema.conversion
+from itsdangerous import URLSafeSerializer, URLSafeTimedSerializer
 from quart import Quart
 from quart.sessions import SecureCookieSessionInterface
 from quart.typing import TestClientProtocol as Client
@@ -24,7 +25,7 @@ import authapp.extensions
 import authapp.web.guards
 from authapp.extensions import _model_dump
 from authapp.web.guards import AuthappAuth
-from authapp.web.wrappers import CachedSessionInterface
+from authapp.web.wrappers import CachedSessionInterface, PlainSerializer, PlainTimedSerializer
 from tests.conftest import PASSWORD, app_state
 from tests.forms import csrf_from
 
@@ -267,3 +268,31 @@ async def test_a_password_sign_in_takes_two_units_of_work(
     before = db.acquisitions
     assert (await client.post("/api/auth/login", json=body)).status_code == 200
     assert db.acquisitions - before == 2
+
+
+def test_cookies_and_form_tokens_are_signed_without_zlib_and_read_as_before() -> None:
+    """itsdangerous' URL-safe serializers compress every value they sign (a deflate stream set
+    up per value); ours sign the same JSON plainly and still load compressed values."""
+    value = {"token": "x" * 200}  # compresses well: the stock serializer does
+    stock = URLSafeTimedSerializer("key", salt="salt")
+    assert stock.dumps(value).startswith(".")  # what the override exists to skip
+    plain = PlainTimedSerializer("key", salt="salt")
+    signed = plain.dumps(value)
+    assert not signed.startswith(".")
+    assert stock.loads(signed) == plain.loads(stock.dumps(value)) == value
+    devices = PlainSerializer("key", salt="salt")
+    assert URLSafeSerializer("key", salt="salt").loads(devices.dumps(value)) == value
+
+
+def test_the_session_cookie_serializer_is_quart_auths_without_zlib(app: Quart) -> None:
+    """Pins quart-auth's private `_AuthSerializer` (HMAC-SHA512), which ours extends: its
+    cookies and ours read each other's."""
+    from quart_auth.extension import _AuthSerializer
+
+    assert QuartAuth.serializer_class is _AuthSerializer
+    auth = next(ext for ext in app.extensions["QUART_AUTH"] if isinstance(ext, AuthappAuth))
+    ours = auth.serializer_class(["key"], "quart auth salt")
+    theirs = _AuthSerializer(["key"], "quart auth salt")
+    assert issubclass(type(ours), _AuthSerializer)
+    assert ours.loads(theirs.dumps("a" * 43)) == theirs.loads(ours.dumps("a" * 43)) == "a" * 43
+    assert not ours.dumps("a" * 200).startswith(".")

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from functools import lru_cache
 
-from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadData, SignatureExpired
 from quart import current_app, request, session
 
 from ..errors import APIError
 from ..state import state
 from .guards import bearer_token
-from .wrappers import signing_keys
+from .wrappers import PlainTimedSerializer, signing_keys
 
 FIELD = "csrf_token"
 _SESSION_KEY = "csrf"
@@ -27,9 +28,13 @@ _SALT = "authapp.csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    keys = list(signing_keys(current_app))  # old keys still verify; the newest signs
-    return URLSafeTimedSerializer(keys, salt=_SALT)
+def _serializer() -> PlainTimedSerializer:
+    return _serializer_for(signing_keys(current_app))
+
+
+@lru_cache(maxsize=4)
+def _serializer_for(keys: tuple[str, ...]) -> PlainTimedSerializer:
+    return PlainTimedSerializer(list(keys), salt=_SALT)  # old keys still verify; newest signs
 
 
 def _visitor_secret() -> str:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, cast
 from uuid import UUID
 
-from itsdangerous import BadData, URLSafeSerializer
+from itsdangerous import BadData
 from quart import after_this_request, current_app, g, request
 from quart.typing import ResponseTypes
 
@@ -28,7 +29,7 @@ from ..accounts.emails import email_key_digest
 from ..infra import clock
 from ..models.users import TrustedDevice
 from ..state import state
-from .wrappers import signing_keys
+from .wrappers import PlainSerializer, signing_keys
 
 SALT = "authapp.device"
 MAX_ACCOUNTS = 4  # a shared computer keeps its trust for this many accounts
@@ -59,9 +60,13 @@ def cookie_name() -> str:
     return "__Host-authapp_device" if secure else "authapp_device"
 
 
-def _serializer() -> URLSafeSerializer:
-    keys = list(signing_keys(current_app))  # old keys still verify; the newest signs
-    return URLSafeSerializer(keys, salt=SALT)
+def _serializer() -> PlainSerializer:
+    return _serializer_for(signing_keys(current_app))
+
+
+@lru_cache(maxsize=4)
+def _serializer_for(keys: tuple[str, ...]) -> PlainSerializer:
+    return PlainSerializer(list(keys), salt=SALT)  # old keys still verify; the newest signs
 
 
 def _load(item: object) -> Device | None:

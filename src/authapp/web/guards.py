@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from quart import Quart, Response, current_app, g, has_request_context, request
 from quart_auth import Action, AuthUser, QuartAuth, Unauthorized, current_user
+from quart_auth.extension import _AuthSerializer  # its cookie's serializer; pinned by a test
 from quart_schema.openapi import QUART_SCHEMA_SECURITY_ATTRIBUTE
 
 from ..accounts.sessions import is_fresh, reauth_required
@@ -21,7 +22,7 @@ from ..errors import APIError
 from ..models.api_tokens import TokenAccount
 from ..models.sessions import SessionAccount
 from ..state import state
-from .wrappers import signing_keys
+from .wrappers import PlainTimedSerializer, signing_keys
 
 # How many checked cookies each worker remembers (see AuthappAuth.load_token): 1,024 clients
 # at a time, about 200 KiB.
@@ -84,6 +85,11 @@ class TokenUser(AccountUser):
         return self._account
 
 
+class _PlainAuthSerializer(PlainTimedSerializer, _AuthSerializer):
+    """quart-auth's cookie serializer (HMAC-SHA512), without itsdangerous' zlib pass (see
+    wrappers.PlainTimedSerializer): cookies read as before, both ways."""
+
+
 class AuthappAuth(QuartAuth):
     """quart-auth in cookie mode, with bearer tokens on the JSON API only, under /api/ (authapp's
     and a product's own resources alike; never on pages, where a browser could be made to send
@@ -95,6 +101,7 @@ class AuthappAuth(QuartAuth):
             return TokenUser(token)
         return super().resolve_user()
 
+    serializer_class = _PlainAuthSerializer
     _serializer: tuple[tuple[object, ...], URLSafeTimedSerializer] | None = None
     # Cookies whose signature checked out under the current keys: their session token and
     # when they were signed. Bounded; emptied when the keys change.
