@@ -11,11 +11,20 @@ on the root logger (hypercorn.toml hands Hypercorn's loggers to the root), one t
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
 import logging
+import os
+import secrets
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
+import asyncpg
+from argon2 import PasswordHasher
+from argon2.exceptions import VerifyMismatchError
 from hypercorn.config import Config
-from quart import Quart
+from quart import Quart, Response, make_response, request
 
 app = Quart(__name__)
 
@@ -23,6 +32,79 @@ app = Quart(__name__)
 @app.get("/hello")
 async def hello() -> dict[str, str]:
     return {"hello": "world"}
+
+
+# --- the sign-ins' ceiling: a bare sign-in on the same PostgreSQL (BARE_DATABASE_URL) ---------
+# What any sign-in must do, and nothing else: count the attempt before the hash (one round
+# trip), verify the password with argon2id on a thread of its own (authapp's parameters and
+# threads per worker), then start a session and forgive the count (one round trip), and set
+# the cookie. No validation, no lockout rules, no events, no device cookie, no CSRF.
+
+_pool: asyncpg.Pool | None = None
+# As many hashing threads per worker as `authapp serve` gives authapp's (main() says how many).
+_hashing = ThreadPoolExecutor(max_workers=int(os.environ.get("BARE_HASH_THREADS", "1")))
+_hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)  # authapp's defaults
+
+
+@app.before_serving
+async def connect() -> None:
+    global _pool
+    url = os.environ.get("BARE_DATABASE_URL")
+    if url:
+        _pool = await asyncpg.create_pool(url, min_size=2, max_size=10)
+
+
+@app.post("/login")
+async def login() -> Response:
+    assert _pool is not None, "BARE_DATABASE_URL is not set"
+    body = await request.get_json()
+    email = str(body["email"]).strip().lower()
+    async with _pool.acquire() as connection:
+        row = await connection.fetchrow(
+            "UPDATE bare_users SET failed = failed + 1 WHERE email = $1 RETURNING id, hash", email
+        )
+    if row is None:
+        return Response('{"code":"INVALID_CREDENTIALS"}', 401, content_type="application/json")
+    verified = await asyncio.get_running_loop().run_in_executor(
+        _hashing, partial(_verify, row["hash"], str(body["password"]))
+    )
+    if not verified:
+        return Response('{"code":"INVALID_CREDENTIALS"}', 401, content_type="application/json")
+    token = secrets.token_urlsafe(32)
+    async with _pool.acquire() as connection:
+        await connection.execute(
+            """WITH forgiven AS (UPDATE bare_users SET failed = 0 WHERE id = $2)
+               INSERT INTO bare_sessions (id, user_id, created_at) VALUES ($1, $2, now())""",
+            hashlib.sha256(token.encode()).digest(), row["id"],
+        )  # fmt: skip
+    response = await make_response({"id": row["id"], "email": email})
+    response.set_cookie("session", token, secure=True, httponly=True, samesite="Lax")
+    return response
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except VerifyMismatchError:
+        return False
+
+
+async def create_tables(url: str, emails: list[str], password: str) -> None:
+    """The bare sign-in's tables, with a user of `password` for each of `emails`."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(
+            """CREATE TABLE bare_users (id serial PRIMARY KEY, email text UNIQUE NOT NULL,
+                                        hash text NOT NULL, failed int NOT NULL DEFAULT 0);
+               CREATE TABLE bare_sessions (id bytea PRIMARY KEY, user_id int NOT NULL,
+                                           created_at timestamptz NOT NULL)"""
+        )
+        await connection.executemany(
+            "INSERT INTO bare_users (email, hash) VALUES ($1, $2)",
+            [(email, _hasher.hash(password)) for email in emails],
+        )
+    finally:
+        await connection.close()
 
 
 def main() -> None:
@@ -35,7 +117,10 @@ def main() -> None:
     config.bind = [args.bind]
     config.workers = args.workers
     config.application_path = "bare:app"  # bench/ is on sys.path, and so on the workers'
+    from authapp.cli.serve import hash_threads_per_worker
     from authapp.infra.supervisor import supervise
+
+    os.environ["BARE_HASH_THREADS"] = str(hash_threads_per_worker(args.workers))  # inherited
 
     supervise(config)
 
