@@ -35,6 +35,7 @@ from argon2 import PasswordHasher
 
 from authapp.config import Settings
 from authapp.infra.encryption import generate_key
+from authapp.infra.hashing import HASH_THREAD_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -49,6 +50,8 @@ LOGIN_ROW = "POST /api/auth/login"
 # The sign-ins' ratios (see scenarios), beside each scenario's to the bare route.
 TO_ARGON2 = "login / argon2 ceiling"
 TO_BARE_LOGIN = "login / bare sign-in"
+HASHING_SHARE = "the cores' time spent hashing during sign-ins"
+BARE_HASHING_SHARE = "the same during bare sign-ins"
 
 
 # --- the load generator --------------------------------------------------------------------
@@ -62,6 +65,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     per_worker: list[int] = field(default_factory=list)  # open connections, midway
+    hashing: float = 0.0  # cores the server's hashing threads kept busy in the measured time
 
     @property
     def rate(self) -> float:
@@ -134,6 +138,7 @@ async def load(
     seconds: float = 8.0,
     warmup: float = 2.0,
     count: Callable[[], list[int]] | None = None,
+    hashing: Callable[[], float] | None = None,
 ) -> Result:
     """`connections` keep-alive connections sending requests back to back (`make(i)` is
     connection i's next request); the first `warmup` seconds are not measured.
@@ -148,6 +153,13 @@ async def load(
     measure_from = time.perf_counter() + warmup
     stop_at = measure_from + seconds
 
+    async def hashing_meanwhile() -> None:
+        if hashing is not None:
+            await asyncio.sleep(warmup)
+            started = hashing()
+            await asyncio.sleep(seconds)
+            result.hashing = (hashing() - started) / seconds
+
     async def count_midway() -> None:
         if count is not None:
             await asyncio.sleep(warmup + seconds / 2)
@@ -155,6 +167,7 @@ async def load(
 
     await asyncio.gather(
         count_midway(),
+        hashing_meanwhile(),
         *(
             _connection(
                 port, make, expected, stop_at, measure_from, result, i, i * warmup / 2 / connections
@@ -386,6 +399,20 @@ def connections_per_worker(process: subprocess.Popen[bytes], port: int) -> list[
     return sorted((_holding(pid, established) for pid in worker_pids(process)), reverse=True)
 
 
+def hashing_cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+    """The CPU time the server's hashing threads have used (they name themselves; see
+    authapp.infra.hashing)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in worker_pids(process):
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                if (task / "comm").read_text().strip() == HASH_THREAD_NAME:
+                    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                    total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def peak_memory_mib(process: subprocess.Popen[bytes]) -> list[float]:
     """VmHWM (peak resident memory) of each worker process of the server."""
     peaks = []
@@ -478,6 +505,8 @@ async def scenarios(
     count: Callable[[], list[int]],
     bare_count: Callable[[], list[int]],
     verifications: Callable[[], list[float]],
+    hashing: Callable[[], float],
+    bare_hashing: Callable[[], float],
     cores: int,
 ) -> tuple[list[Result], Result, Ratios, float]:
     """Every connection signs in as its own session (or token), as real clients do: 8 users
@@ -530,7 +559,8 @@ async def scenarios(
     ]
     each: dict[str, list[Result]] = {name: [] for name, *_ in compared}
     ratios = Ratios({name: [] for name in [*(name for name, *_ in compared[1:]), TO_ARGON2,
-                                           TO_BARE_LOGIN]})  # fmt: skip
+                                           TO_BARE_LOGIN, HASHING_SHARE,
+                                           BARE_HASHING_SHARE]})  # fmt: skip
     for _ in range(rounds):
         for name, target, make, counting in compared:
             each[name].append(
@@ -548,16 +578,18 @@ async def scenarios(
     for _ in range(rounds):
         verify = statistics.median(verifications())
         verified.append(verify)
-        for name, target, make, counting in [
-            (BARE_LOGIN_ROW, bare_port, lambda i: bare_logins[i % USERS], bare_count),
-            (LOGIN_ROW, port, login, count),
+        for name, target, make, counting, hashed in [
+            (BARE_LOGIN_ROW, bare_port, lambda i: bare_logins[i % USERS], bare_count, bare_hashing),
+            (LOGIN_ROW, port, login, count, hashing),
         ]:
             signing[name].append(
                 await load(name, target, make, connections=8, seconds=seconds / rounds,
-                           warmup=warmup, count=counting)
+                           warmup=warmup, count=counting, hashing=hashed)
             )  # fmt: skip
         rate = signing[LOGIN_ROW][-1].rate
         ratios.rounds[TO_ARGON2].append(rate / (cores / verify))
+        ratios.rounds[HASHING_SHARE].append(signing[LOGIN_ROW][-1].hashing / cores)
+        ratios.rounds[BARE_HASHING_SHARE].append(signing[BARE_LOGIN_ROW][-1].hashing / cores)
         ratios.rounds[TO_BARE_LOGIN].append(rate / signing[BARE_LOGIN_ROW][-1].rate)
     timing = {"seconds": seconds, "warmup": warmup, "count": count}
     results = [
@@ -619,7 +651,8 @@ def main() -> None:
                 port, bare_port, args.seconds, args.warmup, args.rounds,
                 partial(connections_per_worker, process, port),
                 partial(connections_per_worker, bare_process, bare_port),
-                partial(argon2_verify_seconds, settings), cores,
+                partial(argon2_verify_seconds, settings), partial(hashing_cpu_seconds, process),
+                partial(hashing_cpu_seconds, bare_process), cores,
             )
         )  # fmt: skip
         memory = peak_memory_mib(process)
@@ -639,7 +672,12 @@ def main() -> None:
     print(
         f"\n- argon2id verification (before each round of sign-ins): {verify * 1000:.1f} ms "
         f"on one core (the median), so at most {argon2_ceiling:,.0f} sign-ins/s on {cores} "
-        f"cores; sign-ins reached {ratios.shown(TO_BARE_LOGIN)} of the bare Quart sign-in's rate"
+        "cores"
+    )
+    print(
+        f"- sign-ins: {ratios.shown(TO_BARE_LOGIN)} of the bare Quart sign-in's rate; the "
+        f"hashing threads held {ratios.shown(HASHING_SHARE)} of the cores' time (the bare "
+        f"sign-in's: {ratios.shown(BARE_HASHING_SHARE)})"
     )
     print(f"- peak memory per authapp worker: {', '.join(f'{mib:.0f} MiB' for mib in memory)}")
     print(
