@@ -26,7 +26,7 @@ import authapp.web.guards
 from authapp.extensions import _model_dump
 from authapp.web.guards import AuthappAuth
 from authapp.web.wrappers import CachedSessionInterface, PlainSerializer, PlainTimedSerializer
-from tests.conftest import PASSWORD, app_state
+from tests.conftest import PASSWORD
 from tests.forms import csrf_from
 
 
@@ -254,20 +254,6 @@ def test_the_remembered_cookies_are_bounded_and_forgotten_with_the_keys(
     app.secret_key = "a new key, with the old one dropped, of enough length"
     assert auth.load_token(tokens[-1], app) is None
     assert auth._verified == {}
-
-
-async def test_a_password_sign_in_takes_two_units_of_work(
-    app: Quart, client: Client, make_user: Any
-) -> None:
-    """The attempt is counted before the hash; after it, one statement starts the session and
-    forgives the failures (see test_lockout for what it forgives): two round trips."""
-    await make_user()
-    body = {"email": "alice@example.com", "password": PASSWORD}
-    assert (await client.post("/api/auth/login", json=body)).status_code == 200  # warm
-    db = app_state(app).db
-    before = db.acquisitions
-    assert (await client.post("/api/auth/login", json=body)).status_code == 200
-    assert db.acquisitions - before == 2
 
 
 def test_cookies_and_form_tokens_are_signed_without_zlib_and_read_as_before() -> None:
