@@ -242,24 +242,38 @@ async def test_the_pages_show_a_locked_account_as_a_wait(app: Quart, make_user: 
 
 
 @pytest.mark.parametrize(
-    ("refusal", "status"),
-    [(None, 200), ("unverified", 403), ("inactive", 401)],
-)
+    ("refusal", "status", "left"),
+    [(None, 200, 0), ("unverified", 403, 0), ("inactive", 401, 0),
+     ("unverified, with a second factor", 403, 2)],
+)  # fmt: skip
 async def test_the_right_password_forgives_the_failures_before_it_also_when_it_is_refused(
-    app: Quart, client: Client, make_user: MakeUser, refusal: str | None, status: int
+    app: Quart,
+    client: Client,
+    make_user: MakeUser,
+    refusal: str | None,
+    status: int,
+    left: int,
 ) -> None:
     """A sign-in forgives in the statement that starts its session; the refusals that start
-    none (an unverified address, an inactive account) forgive by themselves."""
-    await make_user()
-    if refusal == "unverified":
+    none (an unverified address, an inactive account) forgive by themselves. The password of
+    an account with a second factor forgives nothing (only the second factor does)."""
+    user = await make_user()
+    if refusal and refusal.startswith("unverified"):
         app_state(app).settings = settings_with(app, require_verified_email=True)
-    elif refusal == "inactive":
+    if refusal == "inactive":
         await execute(app, "UPDATE users SET is_active = false")
+    if refusal and refusal.endswith("second factor"):
+        await execute(
+            app,
+            "INSERT INTO mfa_totp (user_id, secret_encrypted, created_at, confirmed_at)"
+            " VALUES (:id, 'not used here', now(), now())",
+            {"id": user.id},
+        )
     for _ in range(2):
         assert (await login(client, WRONG)).status_code == 401
     assert await failed_logins(app) == 2
     assert (await login(client, PASSWORD)).status_code == status
-    assert await failed_logins(app) == 0
+    assert await failed_logins(app) == left
 
 
 async def test_a_password_reset_unlocks_at_once(

@@ -60,8 +60,9 @@ class PasswordProved:
     trusted: bool  # the client's device cookie names this user and their current stamp
 
     @property
-    def forgives(self) -> Forgives:
-        return Forgives(trusted_device=self.trusted)
+    def forgives(self) -> Forgives | None:
+        """What this password forgives: nothing when the second factor must follow."""
+        return None if self.has_second_factor else Forgives(trusted_device=self.trusted)
 
 
 async def authenticate(

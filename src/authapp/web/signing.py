@@ -60,7 +60,8 @@ async def sign_in(email: str, password: str, *, remember: bool) -> User | Second
     if app_state.settings.require_verified_email and user.email_verified_at is None:
         # Only after the password checked out, so this reveals nothing to a stranger; which
         # forgives the failures before it, as a sign-in would.
-        await forgive_failures(app_state.db, user.id, trusted=proved.trusted)
+        if proved.forgives is not None:
+            await forgive_failures(app_state.db, user.id, trusted=proved.trusted)
         raise APIError(
             403, "EMAIL_NOT_VERIFIED", "Verify your email address first: follow the link we sent."
         )
