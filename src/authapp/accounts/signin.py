@@ -51,7 +51,7 @@ def invalid_credentials() -> APIError:
 class PasswordProved:
     """A right password of an active account. Unless it has a second factor, the failures
     before it are to be forgiven: by the session it starts, in the same statement
-    (`forgives`), or by forgive_failures when it starts none."""
+    (`forgives`), or by forgive_without_session when it starts none."""
 
     user: User
     # Then the password alone signs nobody in: the second factor must follow, and only it
@@ -107,9 +107,9 @@ async def authenticate(
     if found.has_second_factor and attempt is not None:
         async with db.connection() as connection:
             await update_user_attempt_uncounted(connection, user.id, lockout_of(settings))
+    proved = PasswordProved(user, found.has_second_factor, found.trusted)
     if not user.is_active:
-        if not found.has_second_factor:
-            await forgive_failures(db, user.id, trusted=found.trusted)
+        await forgive_without_session(db, proved)
         raise invalid_credentials()
     attempts.proved()
     if hashing.needs_rehash(user.password_hash):
@@ -117,7 +117,15 @@ async def authenticate(
         async with db.connection() as connection:
             await update_user_password_hash(connection, user.id, new_hash, clock.utcnow())
         log.info("upgraded the password hash of user %s", user.id)
-    return PasswordProved(user, found.has_second_factor, found.trusted)
+    return proved
+
+
+async def forgive_without_session(db: Database, proved: PasswordProved) -> None:
+    """A right password refused after its check (an inactive account, an unverified address)
+    starts no session, so it forgives by itself what the session's statement would have."""
+    forgives = proved.forgives
+    if forgives is not None:
+        await forgive_failures(db, proved.user.id, trusted=forgives.trusted_device)
 
 
 async def forgive_failures(db: Database, user_id: UUID, *, trusted: bool) -> None:

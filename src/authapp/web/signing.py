@@ -22,7 +22,7 @@ from ..accounts.emails import email_key, email_key_digest
 from ..accounts.lifecycle import change_password
 from ..accounts.passkeys import RelyingParty
 from ..accounts.sessions import Forgives, revoke_session, start_session
-from ..accounts.signin import authenticate, forgive_failures
+from ..accounts.signin import authenticate, forgive_without_session
 from ..config import Settings
 from ..errors import APIError
 from ..infra.database import Database
@@ -60,8 +60,7 @@ async def sign_in(email: str, password: str, *, remember: bool) -> User | Second
     if app_state.settings.require_verified_email and user.email_verified_at is None:
         # Only after the password checked out, so this reveals nothing to a stranger; which
         # forgives the failures before it, as a sign-in would.
-        if proved.forgives is not None:
-            await forgive_failures(app_state.db, user.id, trusted=proved.trusted)
+        await forgive_without_session(app_state.db, proved)
         raise APIError(
             403, "EMAIL_NOT_VERIFIED", "Verify your email address first: follow the link we sent."
         )
