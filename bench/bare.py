@@ -17,7 +17,6 @@ import logging
 import os
 import secrets
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -27,7 +26,7 @@ from argon2.exceptions import VerifyMismatchError
 from hypercorn.config import Config
 from quart import Quart, Response, make_response, request
 
-from authapp.infra.hashing import HASH_THREAD_NAME
+from authapp.infra.hashing import name_hashing_thread
 
 app = Quart(__name__)
 
@@ -46,15 +45,10 @@ async def hello() -> dict[str, str]:
 _pool: asyncpg.Pool | None = None
 
 
-def _name_hashing_thread() -> None:
-    """Named as authapp's, so that make bench counts their CPU the same way."""
-    with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as comm:
-        comm.write(HASH_THREAD_NAME)
-
-
-# As many hashing threads per worker as `authapp serve` gives authapp's (main() says how many).
+# As many hashing threads per worker as `authapp serve` gives authapp's (main() says how many),
+# named as authapp's, so make bench counts their CPU alike.
 _hashing = ThreadPoolExecutor(
-    max_workers=int(os.environ.get("BARE_HASH_THREADS", "1")), initializer=_name_hashing_thread
+    max_workers=int(os.environ.get("BARE_HASH_THREADS", "1")), initializer=name_hashing_thread
 )
 _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)  # authapp's defaults
 
