@@ -58,7 +58,13 @@ async def connect() -> None:
     global _pool
     url = os.environ.get("BARE_DATABASE_URL")
     if url:
-        _pool = await asyncpg.create_pool(url, min_size=2, max_size=10)
+        # No reset query on release (asyncpg's default sends one, a round trip), as authapp's
+        # pool: the bare routes leave no session state on a connection either.
+        _pool = await asyncpg.create_pool(url, min_size=2, max_size=10, reset=_no_reset)
+
+
+async def _no_reset(connection: asyncpg.Connection) -> None:
+    pass
 
 
 @app.post("/login")
