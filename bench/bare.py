@@ -95,6 +95,25 @@ async def login() -> Response:
     return response
 
 
+@app.get("/me")
+async def me() -> Response | dict[str, object]:
+    """The signed-in requests' reference: what any revocable signed-in request must do, and
+    nothing else: look its session up by the cookie's hash, one round trip a request (no
+    batching, no idle expiry, no "last seen" mark, no guards)."""
+    token = request.cookies.get("session")
+    if _pool is None or token is None:
+        return Response('{"code":"UNAUTHORIZED"}', 401, content_type="application/json")
+    async with _pool.acquire() as connection:
+        row = await connection.fetchrow(
+            """SELECT u.id, u.email FROM bare_sessions s JOIN bare_users u ON u.id = s.user_id
+               WHERE s.id = $1 AND s.created_at > now() - make_interval(days => 14)""",
+            hashlib.sha256(token.encode()).digest(),
+        )
+    if row is None:
+        return Response('{"code":"UNAUTHORIZED"}', 401, content_type="application/json")
+    return {"id": row["id"], "email": row["email"]}
+
+
 def _verify(password_hash: str, password: str) -> bool:
     try:
         return _hasher.verify(password_hash, password)

@@ -45,8 +45,11 @@ PASSWORD = "violet tractor umbrella 1987"  # noqa: S105 (the bench users' passwo
 SECRET_KEY = secrets.token_urlsafe(48)
 BARE_PATH = "/hello"  # bench/bare.py's routes
 BARE_LOGIN_PATH = "/login"
+BARE_ME_PATH = "/me"
 BARE_ROW = "GET bare Quart route (ceiling)"
 BARE_LOGIN_ROW = "POST bare Quart sign-in (ceiling)"
+BARE_ME_ROW = "GET bare Quart signed-in route (cookie)"
+ME_TO_BARE_ME = "/api/me (cookie) / bare signed-in route"
 LOGIN_ROW = "POST /api/auth/login"
 # The sign-ins' ratios (see scenarios), beside each scenario's to the bare route.
 TO_ARGON2 = "login / argon2 ceiling"
@@ -484,6 +487,18 @@ async def sign_in(port: int, email: str) -> str:
     )
 
 
+async def bare_sign_in(port: int, email: str) -> str:
+    """A session of bench/bare.py's sign-in, as its cookie."""
+    body = {"email": email, "password": PASSWORD}
+    status, head, answer = await call(port, json_request("POST", BARE_LOGIN_PATH, body))
+    assert status == 200, answer
+    return next(
+        line.split(b":", 1)[1].split(b";", 1)[0].strip().decode()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"set-cookie:") and b"session=" in line
+    )
+
+
 async def new_token(port: int, cookie: str, name: str) -> str:
     body = {"name": name, "scopes": ["profile:read"]}
     status, _, answer = await call(port, json_request("POST", "/api/tokens", body, Cookie=cookie))
@@ -536,8 +551,9 @@ async def scenarios(
     with 8 sessions and 8 tokens each; the 8 sign-in connections each use their own user.
     `count` says how many connections each worker holds (see load).
 
-    The ceiling and the three requests it is compared with run in alternating rounds (bare,
-    /healthz, /api/me with a cookie, with a token; again), each a fresh set of connections,
+    The ceiling and the four requests it is compared with run in alternating rounds (bare,
+    /healthz, /api/me with a cookie, with a token, bare.py's signed-in route; again), each a
+    fresh set of connections,
     and each ratio is taken within its round: on a shared machine the rate of a minute can
     differ from the next one's by a third, and the kernel's spread of 64 connections over the
     workers differs from one set to the next."""
@@ -574,16 +590,19 @@ async def scenarios(
     ]
 
     bare_route = request_bytes("GET", BARE_PATH, {})
+    bare_cookies = [await bare_sign_in(bare_port, email) for email in emails for _ in range(8)]
+    bare_me = [request_bytes("GET", BARE_ME_PATH, {"Cookie": cookie}) for cookie in bare_cookies]
     compared: list[tuple[str, int, Callable[[int], bytes], Callable[[], list[int]]]] = [
         (BARE_ROW, bare_port, lambda _: bare_route, bare_count),
         ("GET /healthz", port, lambda _: healthz, count),
         ("GET /api/me, cookie", port, me_cookie.__getitem__, count),
         ("GET /api/me, bearer token", port, me_bearer.__getitem__, count),
+        (BARE_ME_ROW, bare_port, bare_me.__getitem__, bare_count),
     ]
     each: dict[str, list[Result]] = {name: [] for name, *_ in compared}
     ratios = Ratios({name: [] for name in [*(name for name, *_ in compared[1:]), TO_ARGON2,
                                            TO_BARE_LOGIN, BARE_TO_ARGON2, HASHING_SHARE,
-                                           BARE_HASHING_SHARE]})  # fmt: skip
+                                           BARE_HASHING_SHARE, ME_TO_BARE_ME]})  # fmt: skip
     for _ in range(rounds):
         for name, target, make, counting in compared:
             each[name].append(
@@ -593,6 +612,8 @@ async def scenarios(
             )
         for name, *_ in compared[1:]:
             ratios.rounds[name].append(each[name][-1].rate / each[BARE_ROW][-1].rate)
+        me_rate = each["GET /api/me, cookie"][-1].rate
+        ratios.rounds[ME_TO_BARE_ME].append(me_rate / each[BARE_ME_ROW][-1].rate)
     # The sign-ins alternate too, with their two ceilings: argon2id's (measured before and
     # after each round, as the VM's speed drifts: one verification took 17 ms, and 29 ms a
     # quarter of an hour later), and a bare Quart sign-in's, which does only what any sign-in
@@ -687,7 +708,7 @@ def main() -> None:
         memory = peak_memory_mib(process)
     print(f"\nauthapp bench: {cores} cores, {args.workers} workers of authapp serve "
           f"({args.worker_class or 'hypercorn.toml'}), Python {sys.version.split()[0]}, "
-          f"{args.seconds:g} s per scenario (the first six in {args.rounds} alternating "
+          f"{args.seconds:g} s per scenario (the first seven in {args.rounds} alternating "
           "rounds)\n")  # fmt: skip
     print("| scenario | connections | per worker | requests/s | p50 ms | p99 ms | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -708,6 +729,11 @@ def main() -> None:
         f"was {ratios.shown(BARE_TO_ARGON2)} of the argon2 ceiling; the "
         f"hashing threads held {ratios.shown(HASHING_SHARE)} of the cores' time (the bare "
         f"sign-in's: {ratios.shown(BARE_HASHING_SHARE)})"
+    )
+    print(
+        f"- signed-in requests: `/api/me` with a cookie {ratios.shown(ME_TO_BARE_ME)} of a bare "
+        "Quart signed-in route's rate (its session looked up by the cookie's hash, one query a "
+        f"request), which was {ratios.shown(BARE_ME_ROW)} of the bare route's"
     )
     print(f"- peak memory per authapp worker: {', '.join(f'{mib:.0f} MiB' for mib in memory)}")
     print(
