@@ -51,6 +51,7 @@ BARE_LOGIN_ROW = "POST bare Quart sign-in (ceiling)"
 BARE_ME_ROW = "GET bare Quart signed-in route (cookie)"
 ME_TO_BARE_ME = "/api/me (cookie) / bare signed-in route"
 LOGIN_ROW = "POST /api/auth/login"
+ME_ROW = "GET /api/me, cookie"
 # The sign-ins' ratios (see scenarios), beside each scenario's to the bare route.
 TO_ARGON2 = "login / argon2 ceiling"
 TO_BARE_LOGIN = "login / bare sign-in"
@@ -475,27 +476,18 @@ USERS = 8  # each with 8 sessions and 8 tokens: one for each of the 64 connectio
 USERS_EMAILS = [f"bench{number}@example.com" for number in range(USERS)]
 
 
-async def sign_in(port: int, email: str) -> str:
-    status, head, body = await call(
-        port, json_request("POST", "/api/auth/login", {"email": email, "password": PASSWORD})
-    )
-    assert status == 200, body
-    return next(
-        line.split(b":", 1)[1].split(b";", 1)[0].strip().decode()
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"set-cookie:") and b"authapp_session" in line
-    )
-
-
-async def bare_sign_in(port: int, email: str) -> str:
-    """A session of bench/bare.py's sign-in, as its cookie."""
+async def sign_in(
+    port: int, email: str, path: str = "/api/auth/login", cookie: bytes = b"authapp_session"
+) -> str:
+    """A session of the sign-in at `path` (authapp's, or bench/bare.py's), as its cookie: the
+    Set-Cookie pair whose line holds `cookie`."""
     body = {"email": email, "password": PASSWORD}
-    status, head, answer = await call(port, json_request("POST", BARE_LOGIN_PATH, body))
+    status, head, answer = await call(port, json_request("POST", path, body))
     assert status == 200, answer
     return next(
         line.split(b":", 1)[1].split(b";", 1)[0].strip().decode()
         for line in head.split(b"\r\n")
-        if line.lower().startswith(b"set-cookie:") and b"session=" in line
+        if line.lower().startswith(b"set-cookie:") and cookie in line
     )
 
 
@@ -553,10 +545,9 @@ async def scenarios(
 
     The ceiling and the four requests it is compared with run in alternating rounds (bare,
     /healthz, /api/me with a cookie, with a token, bare.py's signed-in route; again), each a
-    fresh set of connections,
-    and each ratio is taken within its round: on a shared machine the rate of a minute can
-    differ from the next one's by a third, and the kernel's spread of 64 connections over the
-    workers differs from one set to the next."""
+    fresh set of connections, and each ratio is taken within its round: on a shared machine
+    the rate of a minute can differ from the next one's by a third, and the kernel's spread of
+    64 connections over the workers differs from one set to the next."""
     emails = USERS_EMAILS
     for email in emails:
         body = {"email": email, "password": PASSWORD}
@@ -590,12 +581,16 @@ async def scenarios(
     ]
 
     bare_route = request_bytes("GET", BARE_PATH, {})
-    bare_cookies = [await bare_sign_in(bare_port, email) for email in emails for _ in range(8)]
+    bare_cookies = [
+        await sign_in(bare_port, email, BARE_LOGIN_PATH, b"session=")
+        for email in emails
+        for _ in range(8)
+    ]
     bare_me = [request_bytes("GET", BARE_ME_PATH, {"Cookie": cookie}) for cookie in bare_cookies]
     compared: list[tuple[str, int, Callable[[int], bytes], Callable[[], list[int]]]] = [
         (BARE_ROW, bare_port, lambda _: bare_route, bare_count),
         ("GET /healthz", port, lambda _: healthz, count),
-        ("GET /api/me, cookie", port, me_cookie.__getitem__, count),
+        (ME_ROW, port, me_cookie.__getitem__, count),
         ("GET /api/me, bearer token", port, me_bearer.__getitem__, count),
         (BARE_ME_ROW, bare_port, bare_me.__getitem__, bare_count),
     ]
@@ -612,8 +607,7 @@ async def scenarios(
             )
         for name, *_ in compared[1:]:
             ratios.rounds[name].append(each[name][-1].rate / each[BARE_ROW][-1].rate)
-        me_rate = each["GET /api/me, cookie"][-1].rate
-        ratios.rounds[ME_TO_BARE_ME].append(me_rate / each[BARE_ME_ROW][-1].rate)
+        ratios.rounds[ME_TO_BARE_ME].append(each[ME_ROW][-1].rate / each[BARE_ME_ROW][-1].rate)
     # The sign-ins alternate too, with their two ceilings: argon2id's (measured before and
     # after each round, as the VM's speed drifts: one verification took 17 ms, and 29 ms a
     # quarter of an hour later), and a bare Quart sign-in's, which does only what any sign-in
