@@ -19,6 +19,7 @@ from ..models.email_tokens import (
     EmailToken,
     Purpose,
     insert_email_token,
+    lock_email_tokens_of_user,
     select_email_token,
     update_email_tokens_used,
 )
@@ -60,11 +61,13 @@ async def send_mail(to: str, subject: str, template: str, **context: Any) -> Non
 async def issue_link(
     connection: Connection, settings: Settings, user_id: UUID, purpose: Purpose, email: str
 ) -> str:
-    """A new token; the older ones of the same purpose die, so only the newest link works."""
+    """A new token; the older ones of the same purpose die, so only the newest link works, even
+    when two requests issue at once (the second waits for the first to commit)."""
     token = new_token()
     hashed = token_id(token)
     assert hashed is not None  # new_token() makes tokens of exactly that shape
-    now = clock.utcnow()
+    await lock_email_tokens_of_user(connection, user_id)
+    now = clock.utcnow()  # read once the lock is held: after the time of any token it spends
     lifetime = timedelta(seconds=getattr(settings, LINKS[purpose][0]))
     await update_email_tokens_used(connection, user_id, (purpose,), now)
     await insert_email_token(

@@ -11,6 +11,10 @@ from quart_db import Connection
 
 Purpose = Literal["verify_email", "reset_password", "change_email"]
 
+# The first key of the transaction locks that issue a user's links ("link" in ASCII): a space
+# of its own, apart from quart-db's migration lock (which takes the one-bigint form).
+LINK_LOCK_SPACE = 0x6C696E6B
+
 
 @dataclass(frozen=True)
 class EmailToken:
@@ -40,6 +44,20 @@ async def insert_email_token(
     )  # fmt: skip
 
 
+async def lock_email_tokens_of_user(db: Connection, user_id: UUID) -> None:
+    """Wait for, then hold until this transaction ends, the right to issue this user's links.
+
+    Two issuers at once would each spend the live tokens they see (none of the other's, not
+    yet committed) and both insert: two live links where only the newest may work. A lock on
+    the user's row would do, but a reset being spent holds its token's row and then writes
+    the user's: taking them in the other order could deadlock. Nothing else takes this lock,
+    and a transaction-level one is gone at commit (no state stays on a pooled connection)."""
+    key = int.from_bytes(user_id.bytes[:4], "big", signed=True)  # users sharing one just queue
+    await db.execute(
+        "SELECT pg_advisory_xact_lock(:space, :key)", {"space": LINK_LOCK_SPACE, "key": key}
+    )
+
+
 async def select_email_token(
     db: Connection, token_id: bytes, purpose: Purpose
 ) -> EmailToken | None:
@@ -57,9 +75,13 @@ async def select_email_token(
 async def update_email_tokens_used(
     db: Connection, user_id: UUID, purposes: tuple[Purpose, ...], now: datetime
 ) -> None:
-    """Spend every outstanding token of these purposes of a user."""
+    """Spend every outstanding token of these purposes of a user.
+
+    `now` was read before the rows were: a token committed since by another transaction (or
+    another worker, whose clock may run a little behind) can be newer than it, so a spend is
+    never dated before the token's creation (the table refuses that, and a 500 would follow)."""
     await db.execute(
-        """UPDATE email_tokens SET used_at = :now
+        """UPDATE email_tokens SET used_at = GREATEST(:now, created_at)
             WHERE user_id = :user_id AND purpose = ANY(:purposes) AND used_at IS NULL""",
         {"user_id": user_id, "purposes": list(purposes), "now": now},
     )
