@@ -20,11 +20,15 @@ WAITING = """SELECT count(*) FROM pg_stat_activity
               WHERE datname = current_database() AND wait_event_type = 'Lock'"""
 
 
-async def until_waiting(connection: Any, count: int) -> None:
-    """Until `count` backends of this database wait on a lock: the racers are both in."""
+async def until_waiting(
+    connection: Any, count: int, unless: asyncio.Future[Any] | None = None
+) -> None:
+    """Until `count` backends of this database wait on a lock: the racers are both in. Or
+    until `unless` is done: a racer that should have waited ran through (the test then sees
+    what it did)."""
     for _ in range(200):
         await connection.execute("SELECT pg_stat_clear_snapshot()")  # a new look each time
-        if await connection.fetchval(WAITING) >= count:
+        if await connection.fetchval(WAITING) >= count or (unless is not None and unless.done()):
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"{count} backends never waited together")

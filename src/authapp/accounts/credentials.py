@@ -45,6 +45,10 @@ async def credentials_changed(
     hold them) and the trust of every device; return what ended. `everything` (an operator
     switching the account off or on) takes every token and every mailed link too, whatever
     the setting: none of before may act after a reactivation."""
+    # First, so this transaction holds the user's row from here on: a sign-in proved with the
+    # old credentials writes its session only under the old stamp (models/sessions.py), so it
+    # either committed before this (and is revoked below) or waits and then writes nothing.
+    stamp = await update_user_security_stamp(connection, user_id)
     live = liveness(settings)
     if keep_session is None:
         sessions = await update_sessions_revoked_of_user(connection, user_id, live.now)
@@ -59,5 +63,4 @@ async def credentials_changed(
     tokens = 0
     if everything or settings.revoke_tokens_on_password_change:
         tokens = await delete_api_tokens_of_user(connection, user_id)
-    stamp = await update_user_security_stamp(connection, user_id)
     return Revoked(sessions, tokens, stamp)

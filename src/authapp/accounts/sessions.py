@@ -74,14 +74,18 @@ async def start_session(
     settings: Settings,
     user_id: UUID,
     *,
+    security_stamp: UUID,
     remember: bool,
     ip: str | None,
     user_agent: str | None,
     replaces: str | None = None,
     amr: tuple[str, ...] = ("pwd",),
     forgives: Forgives | None = None,
-) -> str:
-    """Create a session and return its token; the token is shown once and never stored.
+) -> str | None:
+    """Create a session and return its token; the token is shown once and never stored. None
+    when the user is no longer active under `security_stamp`, the one read with the credentials
+    the caller proved: they changed meanwhile (a reset, say), and what the old ones proved
+    grants nothing.
 
     `replaces` is the token the client signed in with before, if any: it is revoked, so a
     session id planted before sign-in (fixation) is worthless afterwards. `forgives`: the
@@ -93,10 +97,11 @@ async def start_session(
     live = liveness(settings)
     lifetime = settings.remember_lifetime if remember else settings.session_lifetime
     async with db.connection() as connection:
-        await insert_session_signed_in(
+        written = await insert_session_signed_in(
             connection,
             session_id=session_id,
             user_id=user_id,
+            security_stamp=security_stamp,
             live=live,
             expires_at=live.now + timedelta(seconds=lifetime),
             remember=remember,
@@ -107,6 +112,8 @@ async def start_session(
             forgive=forgives is not None,
             unless_locked_at=live.now if forgives and forgives.trusted_device else None,
         )
+        if not written:
+            return None
         # The statement wrote the login_succeeded event with the session.
         audit.recorded(user_id, "login_succeeded", now=live.now, remember=remember, amr=list(amr))
     return token

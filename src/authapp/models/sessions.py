@@ -124,6 +124,7 @@ async def insert_session_signed_in(
     *,
     session_id: bytes,
     user_id: UUID,
+    security_stamp: UUID,
     live: Liveness,
     expires_at: datetime,
     remember: bool,
@@ -133,19 +134,21 @@ async def insert_session_signed_in(
     amr: list[str],
     forgive: bool = False,
     unless_locked_at: datetime | None = None,
-) -> None:
+) -> bool:
     """A sign-in, in one statement (so atomic, and one round trip): the new session; the
     session it replaces revoked and the user's dead ones dropped (they serve nobody, and the
     user's rows stay few); the sign-in before this one kept as the previous; with `forgive`,
     the failed passwords before it forgiven (by the rule of users.FORGIVES, with
-    `unless_locked_at`); a login_succeeded event."""
-    await db.execute(
-        f"""WITH replaced AS (
-                UPDATE sessions SET revoked_at = :now WHERE id = :replaces AND revoked_at IS NULL
-            ), dead AS (
-                DELETE FROM sessions s  -- not the replaced one: one change a row a statement
-                 WHERE s.user_id = :user_id AND NOT ({_LIVE}) AND s.id IS DISTINCT FROM :replaces
-            ), signed_in AS (
+    `unless_locked_at`); a login_succeeded event.
+
+    All of it only while the user is active under `security_stamp`, the one read with the
+    credentials just proved; False (and nothing written) otherwise. A reset that commits
+    while the old password is being verified has rotated it, so the intruder it evicts gets
+    no session after it: credentials.py rotates the stamp first, holding the user's row, so
+    this statement either waits and finds the new stamp, or committed before the revocation
+    that follows and is revoked by it."""
+    written = await db.fetch_val(
+        f"""WITH signed_in AS (
                 -- SET reads the row as it was: the previous values move over, then are replaced.
                 UPDATE users
                    SET previous_login_at = last_login_at, previous_login_ip = last_login_ip,
@@ -154,20 +157,31 @@ async def insert_session_signed_in(
                                             ELSE failed_logins END,
                        locked_until = CASE WHEN :forgive AND {FORGIVES} THEN NULL
                                            ELSE locked_until END
-                 WHERE id = :user_id
+                 WHERE id = :user_id AND security_stamp = :stamp AND is_active
+             RETURNING id
+            ), replaced AS (
+                UPDATE sessions SET revoked_at = :now
+                 WHERE id = :replaces AND revoked_at IS NULL AND EXISTS (SELECT FROM signed_in)
+            ), dead AS (
+                DELETE FROM sessions s  -- not the replaced one: one change a row a statement
+                 WHERE s.user_id = :user_id AND NOT ({_LIVE}) AND s.id IS DISTINCT FROM :replaces
+                   AND EXISTS (SELECT FROM signed_in)
             ), event AS (
                 INSERT INTO security_events (user_id, kind, created_at, ip, user_agent, details)
-                     VALUES (:user_id, 'login_succeeded', :now, CAST(:ip AS inet), :user_agent,
-                             jsonb_build_object('amr', CAST(:amr AS text[])))
+                     SELECT id, 'login_succeeded', :now, CAST(:ip AS inet), :user_agent,
+                            jsonb_build_object('amr', CAST(:amr AS text[]))
+                       FROM signed_in
             )
             INSERT INTO sessions (id, user_id, created_at, last_seen_at, authenticated_at,
                                   expires_at, remember, ip, last_seen_ip, user_agent, amr)
-                 VALUES (:id, :user_id, :now, :now, :now, :expires_at, :remember,
-                         CAST(:ip AS inet), CAST(:ip AS inet), :user_agent,
-                         CAST(:amr AS text[]))""",  # noqa: S608
+                 SELECT :id, id, :now, :now, :now, :expires_at, :remember,
+                        CAST(:ip AS inet), CAST(:ip AS inet), :user_agent, CAST(:amr AS text[])
+                   FROM signed_in
+              RETURNING true""",  # noqa: S608
         live.values(
             id=session_id,
             user_id=user_id,
+            stamp=security_stamp,
             expires_at=expires_at,
             remember=remember,
             ip=ip,
@@ -178,6 +192,7 @@ async def insert_session_signed_in(
             unless_locked_at=unless_locked_at,
         ),
     )
+    return bool(written)
 
 
 async def update_session_authenticated(db: Connection, session_id: bytes, now: datetime) -> None:

@@ -22,7 +22,7 @@ from ..accounts.emails import email_key, email_key_digest
 from ..accounts.lifecycle import change_password
 from ..accounts.passkeys import RelyingParty
 from ..accounts.sessions import Forgives, revoke_session, start_session
-from ..accounts.signin import authenticate, forgive_without_session
+from ..accounts.signin import authenticate, forgive_without_session, invalid_credentials
 from ..config import Settings
 from ..errors import APIError
 from ..infra.database import Database
@@ -136,6 +136,7 @@ async def start_client_session(
         app_state.db,
         app_state.settings,
         user.id,
+        security_stamp=user.security_stamp,
         remember=remember,
         ip=request.remote_addr,
         user_agent=request.headers.get("User-Agent"),
@@ -143,6 +144,8 @@ async def start_client_session(
         amr=amr,
         forgives=forgives,
     )
+    if token is None:  # the credentials changed while these were checked: they prove nothing
+        raise invalid_credentials()
     login_user(SessionUser(token), remember=remember)
     rotate_csrf_token()  # a form token from before sign-in is worthless after it
     devices.remember_device(user.id, user.security_stamp, user.email_key)
