@@ -37,6 +37,12 @@ _LIVE = """s.revoked_at IS NULL AND s.expires_at > :now
                                      ELSE CAST(:session_seen_after AS timestamptz) END"""
 
 
+# Revoking all of a user's sessions at `now`, read before the rows were: a sign-in committed
+# since (another worker, whose clock may run a little behind) can be newer, and the table
+# refuses a revocation dated before the session (a 500 for the one revoking).
+_REVOKED_NOW = "revoked_at = GREATEST(:now, created_at)"
+
+
 @dataclass(frozen=True)
 class SessionAccount(Account):
     """A live session and its active user: what one request signed in by cookie needs."""
@@ -239,7 +245,7 @@ async def update_other_sessions_revoked(
     """Revoke every live session of a user but one; return how many there were."""
     revoked = await db.fetch_val(
         f"""WITH revoked AS (
-               UPDATE sessions s SET revoked_at = :now
+               UPDATE sessions s SET {_REVOKED_NOW}
                 WHERE s.user_id = :user_id AND s.id <> :keep_id AND {_LIVE}
             RETURNING 1)
            SELECT count(*) FROM revoked""",  # noqa: S608
@@ -251,11 +257,11 @@ async def update_other_sessions_revoked(
 async def update_sessions_revoked_of_user(db: Connection, user_id: UUID, now: datetime) -> int:
     """Revoke every session of a user; return how many were not revoked before."""
     revoked = await db.fetch_val(
-        """WITH revoked AS (
-               UPDATE sessions SET revoked_at = :now
+        f"""WITH revoked AS (
+               UPDATE sessions SET {_REVOKED_NOW}
                 WHERE user_id = :user_id AND revoked_at IS NULL
             RETURNING 1)
-           SELECT count(*) FROM revoked""",
+           SELECT count(*) FROM revoked""",  # noqa: S608 (a fixed fragment)
         {"user_id": user_id, "now": now},
     )
     return int(revoked or 0)
