@@ -39,7 +39,8 @@ async def test_a_spend_read_before_a_newer_token_is_dated_at_its_creation(
         assert hashed is not None
         await insert_email_token(
             connection, token_id=hashed, user_id=user.id, purpose="reset_password",
-            email=EMAIL, now=created, expires_at=created + timedelta(hours=1),
+            email=EMAIL, security_stamp=user.security_stamp, now=created,
+            expires_at=created + timedelta(hours=1),
         )  # fmt: skip
     async with app_state(app).db.transaction() as connection:
         await update_email_tokens_used(connection, user.id, purposes, created - EARLIER)

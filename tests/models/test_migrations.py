@@ -115,3 +115,38 @@ async def test_5_refuses_to_merge_accounts_and_names_them(
         assert columns == 0
     finally:
         await connection.close()
+
+
+async def test_10_binds_each_outstanding_link_to_its_users_stamp(
+    old_database: str, tmp_path: Path
+) -> None:
+    """Links mailed before the upgrade keep working until a change of credentials."""
+    await migrate(old_database, tmp_path / "migrations", 9)
+    connection = await asyncpg.connect(old_database)
+    try:
+        user_id = await connection.fetchval(
+            """INSERT INTO users (email, email_key, password_hash, display_name)
+                    VALUES ($1, $1, $2, 'X') RETURNING id""",
+            "jim@example.com",
+            HASH,
+        )
+        await connection.execute(
+            """INSERT INTO email_tokens (id, user_id, purpose, email, created_at, expires_at)
+                    VALUES ($1, $2, 'reset_password', 'jim@example.com', now(),
+                            now() + interval '1 hour')""",
+            secrets.token_bytes(32),
+            user_id,
+        )
+        await migrate(old_database, tmp_path / "migrations", 10)
+        bound = await connection.fetchval(
+            """SELECT t.security_stamp = u.security_stamp
+                 FROM email_tokens t JOIN users u ON u.id = t.user_id"""
+        )
+        assert bound is True
+        nullable = await connection.fetchval(
+            """SELECT is_nullable FROM information_schema.columns
+                WHERE table_name = 'email_tokens' AND column_name = 'security_stamp'"""
+        )
+        assert nullable == "NO"
+    finally:
+        await connection.close()

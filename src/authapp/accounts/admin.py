@@ -114,9 +114,7 @@ async def _set_active(
     if not active:
         await roles.keep_an_admin(connection, user, is_admin=is_admin)
     await update_user_active(connection, user.id, active, clock.utcnow())
-    revoked = await credentials_changed(
-        connection, settings, user.id, keep_session=None, everything=True
-    )
+    revoked = await credentials_changed(connection, settings, user.id, by=None, everything=True)
     await audit.record(
         connection, user.id, "account_activated" if active else "account_deactivated",
         sessions_revoked=revoked.sessions, tokens_revoked=revoked.tokens, **by,
@@ -195,9 +193,7 @@ async def reset_access(db: Database, settings: Settings, email: str) -> AccessRe
 
 
 async def _reset_access(connection: Connection, settings: Settings, user_id: UUID) -> AccessReset:
-    revoked = await credentials_changed(
-        connection, settings, user_id, keep_session=None, everything=True
-    )
+    revoked = await credentials_changed(connection, settings, user_id, by=None, everything=True)
     totp = await delete_totp(connection, user_id)
     passkeys = await delete_passkeys_of_user(connection, user_id)
     return AccessReset(revoked.sessions, revoked.tokens, totp or passkeys > 0)
@@ -235,7 +231,7 @@ async def send_password_reset_by_admin(
     user = act.target
     await mail_link(
         db, settings, user.id, "reset_password",
-        email=user.email, name=user.display_name, base_url=base_url,
+        email=user.email, name=user.display_name, base_url=base_url, stamp=user.security_stamp,
     )  # fmt: skip
     log.info("administrator %s sent %s a password reset link", actor_id, target_id)
 

@@ -55,7 +55,7 @@ log = logging.getLogger("authapp.lifecycle")  # see authapp.infra.logs
 async def send_verification(db: Database, settings: Settings, user: User, base_url: str) -> None:
     await mail_link(
         db, settings, user.id, "verify_email",
-        email=user.email, name=user.display_name, base_url=base_url,
+        email=user.email, name=user.display_name, base_url=base_url, stamp=user.security_stamp,
     )  # fmt: skip
 
 
@@ -129,7 +129,7 @@ async def request_password_reset(
         return
     await mail_link(
         db, settings, user.id, "reset_password",
-        email=user.email, name=user.display_name, base_url=base_url,
+        email=user.email, name=user.display_name, base_url=base_url, stamp=user.security_stamp,
     )  # fmt: skip
 
 
@@ -168,7 +168,7 @@ async def reset_password(
         now = clock.utcnow()
         await update_user_password_hash(connection, user.id, new_hash, now)
         await update_user_attempts_cleared(connection, user.id)  # the mailbox proved it: unlock
-        revoked = await credentials_changed(connection, settings, user.id, keep_session=None)
+        revoked = await credentials_changed(connection, settings, user.id, by=None)
         await audit.record(
             connection, user.id, "password_reset", sessions_revoked=revoked.sessions,
             tokens_revoked=revoked.tokens,
@@ -215,9 +215,7 @@ async def change_password(
     new_hash = await hashing.hash(new_password)
     async with db.transaction() as connection:
         await update_user_password_hash(connection, user.id, new_hash, clock.utcnow())
-        revoked = await credentials_changed(
-            connection, settings, user.id, keep_session=account.session_id
-        )
+        revoked = await credentials_changed(connection, settings, user.id, by=account)
         await audit.record(
             connection, user.id, "password_changed", sessions_revoked=revoked.sessions,
             tokens_revoked=revoked.tokens,
@@ -263,6 +261,7 @@ async def request_email_change(
     await mail_link(
         db, settings, account.user_id, "change_email",
         email=new_email, name=account.display_name, base_url=base_url,
+        stamp=account.security_stamp,  # as the session was resolved: before the password check
     )  # fmt: skip
 
 

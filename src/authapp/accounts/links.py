@@ -27,6 +27,7 @@ from ..models.users import (
     User,
     select_user_by_email_key,
 )
+from .credentials import ENDED_BY_A_CHANGE
 from .emails import email_key
 from .sessions import new_token, token_id
 
@@ -59,10 +60,16 @@ async def send_mail(to: str, subject: str, template: str, **context: Any) -> Non
 
 
 async def issue_link(
-    connection: Connection, settings: Settings, user_id: UUID, purpose: Purpose, email: str
+    connection: Connection,
+    settings: Settings,
+    user_id: UUID,
+    purpose: Purpose,
+    email: str,
+    stamp: UUID,
 ) -> str:
     """A new token; the older ones of the same purpose die, so only the newest link works, even
-    when two requests issue at once (the second waits for the first to commit)."""
+    when two requests issue at once (the second waits for the first to commit). `stamp`: the
+    user's security stamp when the request was proved (check_link says why)."""
     token = new_token()
     hashed = token_id(token)
     assert hashed is not None  # new_token() makes tokens of exactly that shape
@@ -71,8 +78,8 @@ async def issue_link(
     lifetime = timedelta(seconds=getattr(settings, LINKS[purpose][0]))
     await update_email_tokens_used(connection, user_id, (purpose,), now)
     await insert_email_token(
-        connection, token_id=hashed, user_id=user_id, purpose=purpose, email=email, now=now,
-        expires_at=now + lifetime,
+        connection, token_id=hashed, user_id=user_id, purpose=purpose, email=email,
+        security_stamp=stamp, now=now, expires_at=now + lifetime,
     )  # fmt: skip
     return token
 
@@ -86,10 +93,11 @@ async def mail_link(
     email: str,
     name: str,
     base_url: str,
+    stamp: UUID,
 ) -> None:
-    """Issue a token of `purpose` for `email` and mail its link there."""
+    """Issue a token of `purpose` for `email` and mail its link there (`stamp`: see issue_link)."""
     async with db.transaction() as connection:
-        token = await issue_link(connection, settings, user_id, purpose, email)
+        token = await issue_link(connection, settings, user_id, purpose, email, stamp)
     lifetime, path, subject, template = LINKS[purpose]
     await send_mail(
         email, subject, template, name=name, link=f"{base_url}{path}/{token}",
@@ -98,10 +106,16 @@ async def mail_link(
 
 
 async def check_link(connection: Connection, token: str, purpose: Purpose) -> EmailToken:
-    """The live token of this purpose, or TOKEN_INVALID / TOKEN_EXPIRED."""
+    """The live token of this purpose, or TOKEN_INVALID / TOKEN_EXPIRED.
+
+    A link of a purpose that a change of credentials ends works only under the stamp it was
+    issued under: the change spends the links it finds, and this ends one written after it by
+    a request proved before it (an intruder asking to move the address as the owner resets)."""
     hashed = token_id(token)
     found = None if hashed is None else await select_email_token(connection, hashed, purpose)
     if found is None or found.used_at is not None:
+        raise token_invalid()
+    if purpose in ENDED_BY_A_CHANGE and not found.under_current_stamp:
         raise token_invalid()
     if found.expires_at <= clock.utcnow():
         raise token_expired()

@@ -193,9 +193,7 @@ async def confirm_enrolment(
             raise code_invalid()
         await update_totp_confirmed(connection, account.user_id, clock.utcnow())
         codes = await _replace_codes(connection, settings, account.user_id)
-        revoked = await credentials_changed(
-            connection, settings, account.user_id, keep_session=account.session_id
-        )
+        revoked = await credentials_changed(connection, settings, account.user_id, by=account)
         await audit.record(
             connection, account.user_id, "mfa_enabled", method="totp",
             sessions_revoked=revoked.sessions, tokens_revoked=revoked.tokens,
@@ -249,9 +247,7 @@ async def disable(
     async with db.transaction() as connection:
         if not await delete_totp(connection, account.user_id):
             raise not_enabled()  # a parallel request switched it off first
-        revoked = await credentials_changed(
-            connection, settings, account.user_id, keep_session=account.session_id
-        )
+        revoked = await credentials_changed(connection, settings, account.user_id, by=account)
         await audit.record(
             connection, account.user_id, "mfa_disabled", method="totp",
             sessions_revoked=revoked.sessions, tokens_revoked=revoked.tokens,

@@ -220,9 +220,7 @@ async def add_passkey(
             raise name_taken()
         if added == "credential_taken":  # this user's already, or another account's
             raise passkey_invalid()
-        revoked = await credentials_changed(
-            connection, settings, account.user_id, keep_session=account.session_id
-        )
+        revoked = await credentials_changed(connection, settings, account.user_id, by=account)
         await audit.record(
             connection, account.user_id, "passkey_added", passkey_id=str(added.id),
             name=added.name, sessions_revoked=revoked.sessions, tokens_revoked=revoked.tokens,
@@ -269,9 +267,7 @@ async def remove_passkey(
         totp = await select_totp(connection, account.user_id)
         others = await select_passkeys_of_user(connection, account.user_id)
         last = not others and (totp is None or totp.confirmed_at is None)
-        revoked = await credentials_changed(
-            connection, settings, account.user_id, keep_session=account.session_id
-        )
+        revoked = await credentials_changed(connection, settings, account.user_id, by=account)
         await audit.record(
             connection, account.user_id, "passkey_removed", passkey_id=str(removed.id),
             name=removed.name, last_second_factor=last, sessions_revoked=revoked.sessions,

@@ -32,6 +32,7 @@ from ..models.api_tokens import (
 )
 from ..models.users import Account
 from . import audit
+from .credentials import still_under
 from .sessions import LAST_SEEN_RESOLUTION, TOKEN_BYTES
 
 log = logging.getLogger("authapp.tokens")  # see authapp.infra.logs
@@ -184,6 +185,7 @@ async def create_api_token(
     assert token_hash is not None  # new_api_token() makes tokens of exactly that shape
     now = clock.utcnow()
     async with db.transaction() as connection:
+        await still_under(connection, account)  # a reset racing this ends the token, or wins
         await delete_expired_tokens_of_user(connection, account.user_id, now)
         if await count_live_tokens_of_user(connection, account.user_id, now) >= MAX_TOKENS_PER_USER:
             raise APIError(

@@ -24,6 +24,9 @@ class EmailToken:
     created_at: datetime
     expires_at: datetime
     used_at: datetime | None
+    # Issued under the user's security stamp as it is now (accounts/links.py: which purposes
+    # a change of credentials ends).
+    under_current_stamp: bool
 
 
 async def insert_email_token(
@@ -33,14 +36,16 @@ async def insert_email_token(
     user_id: UUID,
     purpose: Purpose,
     email: str,
+    security_stamp: UUID,
     now: datetime,
     expires_at: datetime,
 ) -> None:
     await db.execute(
-        """INSERT INTO email_tokens (id, user_id, purpose, email, created_at, expires_at)
-                VALUES (:id, :user_id, :purpose, :email, :now, :expires_at)""",
-        {"id": token_id, "user_id": user_id, "purpose": purpose, "email": email, "now": now,
-         "expires_at": expires_at},
+        """INSERT INTO email_tokens (id, user_id, purpose, email, security_stamp, created_at,
+                                     expires_at)
+                VALUES (:id, :user_id, :purpose, :email, :stamp, :now, :expires_at)""",
+        {"id": token_id, "user_id": user_id, "purpose": purpose, "email": email,
+         "stamp": security_stamp, "now": now, "expires_at": expires_at},
     )  # fmt: skip
 
 
@@ -64,9 +69,11 @@ async def select_email_token(
     """The token of this purpose (another purpose's token is no token here), locked for the
     rest of the transaction so two uses of one token cannot both pass."""
     row = await db.fetch_first(
-        """SELECT user_id, purpose, email, created_at, expires_at, used_at
-             FROM email_tokens WHERE id = :id AND purpose = :purpose
-              FOR UPDATE""",
+        """SELECT t.user_id, t.purpose, t.email, t.created_at, t.expires_at, t.used_at,
+                  t.security_stamp = u.security_stamp AS under_current_stamp
+             FROM email_tokens t JOIN users u ON u.id = t.user_id
+            WHERE t.id = :id AND t.purpose = :purpose
+              FOR UPDATE OF t""",
         {"id": token_id, "purpose": purpose},
     )
     return None if row is None else EmailToken(**row)

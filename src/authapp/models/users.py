@@ -49,6 +49,9 @@ class Account:
     email_key: str
     display_name: str
     email_verified_at: datetime | None
+    # As the credential was resolved: what this request does on behalf of those credentials
+    # stands only while they are the account's (accounts/credentials.py).
+    security_stamp: UUID
     created_at: datetime
     last_login_at: datetime | None
     previous_login_at: datetime | None
@@ -59,6 +62,7 @@ class Account:
 
 # The columns of Account, for queries that join users as `u` to the credential they resolve.
 ACCOUNT_COLUMNS = f"""u.id AS user_id, u.email, u.email_key, u.display_name, u.email_verified_at,
+                      u.security_stamp,
                       u.created_at, u.last_login_at, u.previous_login_at,
                       host(u.previous_login_ip) AS previous_login_ip,
                       {HAS_SECOND_FACTOR} AS has_second_factor,
@@ -369,15 +373,30 @@ async def update_user_email(
     return bool(changed)
 
 
-async def update_user_security_stamp(db: Connection, user_id: UUID) -> UUID:
-    """A new stamp, returned: whatever names the old one (device cookies) stops counting."""
+async def update_user_security_stamp(
+    db: Connection, user_id: UUID, expected: UUID | None
+) -> UUID | None:
+    """A new stamp, returned: whatever names the old one (device cookies) stops counting. With
+    `expected`, only if the stamp is still that one (None, and nothing changed, otherwise)."""
     stamp = await db.fetch_val(
-        "UPDATE users SET security_stamp = gen_random_uuid() WHERE id = :id "
-        "RETURNING security_stamp",
-        {"id": user_id},
+        """UPDATE users SET security_stamp = gen_random_uuid()
+            WHERE id = :id AND (CAST(:expected AS uuid) IS NULL OR security_stamp = :expected)
+        RETURNING security_stamp""",
+        {"id": user_id, "expected": expected},
     )
-    assert isinstance(stamp, UUID)  # the caller holds the user's row in its transaction
-    return stamp
+    return stamp if isinstance(stamp, UUID) else None
+
+
+async def lock_user_under_stamp(db: Connection, user_id: UUID, stamp: UUID) -> bool:
+    """Hold the user's row (shared) for the rest of the transaction, if the user is active
+    under `stamp`: a change of credentials (which writes the row first) waits for this one to
+    commit, then ends what it granted; or this waits for the change, then finds a new stamp."""
+    held = await db.fetch_val(
+        """SELECT true FROM users
+            WHERE id = :id AND security_stamp = :stamp AND is_active FOR SHARE""",
+        {"id": user_id, "stamp": stamp},
+    )
+    return bool(held)
 
 
 async def delete_user(db: Connection, user_id: UUID) -> bool:
