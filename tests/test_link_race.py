@@ -7,6 +7,7 @@ clock in one order and committed in the other; the older spend then hit the newe
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -14,11 +15,14 @@ from quart import Quart
 
 from authapp.accounts import lifecycle
 from authapp.errors import APIError
-from tests.conftest import app_state, fetch_val
+from tests.conftest import PASSWORD, app_state, fetch_val
+from tests.forms import api_client
 from tests.mailbox import Mailbox, drain
+from tests.test_lifecycle import mailed_token
 from tests.test_registration_race import until_waiting
 
 EMAIL = "alice@example.com"
+NEW = "the owner's brand new passphrase"
 LIVE = """SELECT count(*) FROM email_tokens
            WHERE purpose = 'reset_password' AND used_at IS NULL"""
 
@@ -57,3 +61,44 @@ async def check(app: Quart, token: str) -> str:
     except APIError as error:
         return error.code
     return "OPENS"
+
+
+async def test_a_reset_and_a_move_of_the_address_used_at_once_end_in_one_or_the_other(
+    app: Quart, database_url: str, mailbox: Mailbox, make_user: Any
+) -> None:
+    """Each takes its link's row and the user's: taken in opposite orders they would deadlock,
+    and PostgreSQL would end one of them with a 500. Both are held at the user's row (an
+    outside transaction holds it) and let go together: one wins, the other's link is dead."""
+    await make_user(EMAIL)
+    owner = await api_client(app)
+    body = {"new_email": "new@example.com", "password": PASSWORD}
+    assert (await owner.post("/api/me/email", json=body)).status_code == 202
+    move = await mailed_token(mailbox, "new@example.com", "/auth/confirm-email/")
+    asked = await owner.post("/api/auth/forgot-password", json={"email": EMAIL})
+    assert asked.status_code == 202
+    reset = await mailed_token(mailbox, EMAIL, "/auth/reset-password/")
+    user_id = await fetch_val(app, "SELECT id FROM users")
+    admin = await asyncpg.connect(database_url)
+    try:
+        async with admin.transaction():
+            await admin.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
+            resetting = asyncio.ensure_future(
+                owner.post("/api/auth/reset-password", json={"token": reset, "password": NEW})
+            )
+            await until_waiting(admin, 1)
+            moving = asyncio.ensure_future(
+                owner.post("/api/auth/confirm-email", json={"token": move})
+            )
+            await until_waiting(admin, 2)
+        reset_done, moved = await asyncio.gather(resetting, moving)
+    finally:
+        await admin.close()
+
+    # Either may be first in line (the reset checks its link once before its transaction,
+    # and waits there too); the other's link is dead by then, and nothing is a 500.
+    statuses = sorted([reset_done.status_code, moved.status_code])
+    assert statuses == [204, 400]
+    loser = moved if reset_done.status_code == 204 else reset_done
+    assert (await loser.get_json())["code"] == "TOKEN_INVALID"
+    email = "new@example.com" if moved.status_code == 204 else EMAIL
+    assert await fetch_val(app, "SELECT email FROM users") == email

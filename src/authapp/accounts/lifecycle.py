@@ -133,10 +133,10 @@ async def request_password_reset(
     )  # fmt: skip
 
 
-async def _reset_target(connection: Connection, token: str) -> User:
+async def _reset_target(connection: Connection, token: str, *, spending: bool = False) -> User:
     """The user a live reset link resets: it must have been mailed to their address as it is
     now, so a link sent to an address the account has left opens nothing."""
-    found = await check_link(connection, token, "reset_password")
+    found = await check_link(connection, token, "reset_password", spending=spending)
     user = await select_user_by_id(connection, found.user_id)
     if user is None or not user.is_active or email_key(found.email) != user.email_key:
         raise token_invalid()
@@ -162,7 +162,7 @@ async def reset_password(
     new_hash = await hashing.hash(password)  # outside the transaction: it holds no connection
     async with db.transaction() as connection:
         # Again, now locked: one use only, and the address may have changed meanwhile.
-        if (await _reset_target(connection, token)).id != user.id:
+        if (await _reset_target(connection, token, spending=True)).id != user.id:
             raise token_invalid()
         await spend_link(connection, token, "reset_password")
         now = clock.utcnow()

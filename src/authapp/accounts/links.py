@@ -20,6 +20,7 @@ from ..models.email_tokens import (
     Purpose,
     insert_email_token,
     lock_email_tokens_of_user,
+    lock_user_of_email_token,
     select_email_token,
     update_email_tokens_used,
 )
@@ -105,14 +106,25 @@ async def mail_link(
     )  # fmt: skip
 
 
-async def check_link(connection: Connection, token: str, purpose: Purpose) -> EmailToken:
+async def check_link(
+    connection: Connection, token: str, purpose: Purpose, *, spending: bool = False
+) -> EmailToken:
     """The live token of this purpose, or TOKEN_INVALID / TOKEN_EXPIRED.
 
     A link of a purpose that a change of credentials ends works only under the stamp it was
     issued under: the change spends the links it finds, and this ends one written after it by
-    a request proved before it (an intruder asking to move the address as the owner resets)."""
+    a request proved before it (an intruder asking to move the address as the owner resets).
+
+    `spending` (in the transaction that will act on it): the user's row, then the token's, are
+    held to its end. Every change to a user takes their row before their links' rows (a change
+    of credentials rotates the stamp first), so two uses at once queue instead of deadlocking.
+    """
     hashed = token_id(token)
-    found = None if hashed is None else await select_email_token(connection, hashed, purpose)
+    found = None
+    if hashed is not None:
+        if spending:
+            await lock_user_of_email_token(connection, hashed)
+        found = await select_email_token(connection, hashed, purpose, lock=spending)
     if found is None or found.used_at is not None:
         raise token_invalid()
     if purpose in ENDED_BY_A_CHANGE and not found.under_current_stamp:
@@ -129,7 +141,7 @@ async def user_by_email(connection: Connection, email: str) -> User | None:
 
 async def spend_link(connection: Connection, token: str, purpose: Purpose) -> EmailToken:
     """Check the token and spend it (with every other of its purpose for that user)."""
-    found = await check_link(connection, token, purpose)
+    found = await check_link(connection, token, purpose, spending=True)
     await update_email_tokens_used(connection, found.user_id, (purpose,), clock.utcnow())
     return found
 

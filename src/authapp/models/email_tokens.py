@@ -63,17 +63,27 @@ async def lock_email_tokens_of_user(db: Connection, user_id: UUID) -> None:
     )
 
 
+async def lock_user_of_email_token(db: Connection, token_id: bytes) -> None:
+    """Hold the row of the token's user (if any) for the rest of the transaction: taken before
+    the token's row (accounts/links.py's check_link says why)."""
+    await db.execute(
+        """SELECT FROM users u JOIN email_tokens t ON t.user_id = u.id
+            WHERE t.id = :id FOR NO KEY UPDATE OF u""",
+        {"id": token_id},
+    )
+
+
 async def select_email_token(
-    db: Connection, token_id: bytes, purpose: Purpose
+    db: Connection, token_id: bytes, purpose: Purpose, *, lock: bool
 ) -> EmailToken | None:
-    """The token of this purpose (another purpose's token is no token here), locked for the
-    rest of the transaction so two uses of one token cannot both pass."""
+    """The token of this purpose (another purpose's token is no token here); with `lock`,
+    locked for the rest of the transaction so two uses of one token cannot both pass."""
     row = await db.fetch_first(
-        """SELECT t.user_id, t.purpose, t.email, t.created_at, t.expires_at, t.used_at,
-                  t.security_stamp = u.security_stamp AS under_current_stamp
-             FROM email_tokens t JOIN users u ON u.id = t.user_id
-            WHERE t.id = :id AND t.purpose = :purpose
-              FOR UPDATE OF t""",
+        f"""SELECT t.user_id, t.purpose, t.email, t.created_at, t.expires_at, t.used_at,
+                   t.security_stamp = u.security_stamp AS under_current_stamp
+              FROM email_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.id = :id AND t.purpose = :purpose
+             {"FOR UPDATE OF t" if lock else ""}""",  # noqa: S608 (one of two fixed texts)
         {"id": token_id, "purpose": purpose},
     )
     return None if row is None else EmailToken(**row)
