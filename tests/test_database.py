@@ -12,6 +12,7 @@ from quart.typing import TestClientProtocol as Client
 from quart_db import UndefinedParameterError
 
 from authapp.accounts import roles
+from authapp.errors import APIError
 from authapp.infra.database import migrations_path
 from tests.conftest import PASSWORD, ROOT, app_state, fetch_val
 from tests.forms import api_client
@@ -169,3 +170,28 @@ async def test_signed_in_requests_that_arrive_together_share_one_statement(
     answers = await asyncio.gather(*(device.get("/api/me") for device in devices))
     assert round_trips(app) - before == 1
     assert [(await answer.get_json())["email"] for answer in answers] == emails
+
+
+async def test_a_deadlock_ends_one_unit_of_work_with_a_409_to_try_again(
+    app: Quart, make_user: Callable[..., Awaitable[Any]]
+) -> None:
+    """Two units of work lock two users' rows in opposite orders. PostgreSQL ends one of them
+    (after its deadlock_timeout); that one is 409 CONCURRENT_CHANGE, never a 500, and the other
+    goes on."""
+    db = app_state(app).db
+    ids = [(await make_user(email)).id for email in ("a@example.com", "b@example.com")]
+    holding = [asyncio.Event(), asyncio.Event()]
+
+    async def lock_both(first: int) -> None:
+        async with db.transaction() as connection:
+            lock = "SELECT 1 FROM users WHERE id = :id FOR UPDATE"
+            await connection.execute(lock, {"id": ids[first]})
+            holding[first].set()
+            await holding[1 - first].wait()
+            await connection.execute(lock, {"id": ids[1 - first]})
+
+    ended = await asyncio.gather(lock_both(0), lock_both(1), return_exceptions=True)
+    errors = [outcome for outcome in ended if outcome is not None]
+    assert len(errors) == 1, ended
+    assert isinstance(errors[0], APIError), repr(errors[0])
+    assert (errors[0].status, errors[0].code) == (409, "CONCURRENT_CHANGE")

@@ -21,6 +21,7 @@ from quart_db._migration import ensure_state_table, execute_migrations
 from quart_db.backends import asyncpg as asyncpg_backend
 from quart_db.interfaces import BackendABC, ValueType
 
+from ..errors import APIError
 from .outages import (
     MIGRATIONS_FAILED,
     READ_ONLY,
@@ -151,6 +152,12 @@ def _connection_lost(connection: Connection) -> bool:
     return raw is not None and bool(raw.is_closed())
 
 
+def concurrent_change() -> APIError:
+    return APIError(
+        409, "CONCURRENT_CHANGE", "Another change was being made at the same moment. Try again."
+    )
+
+
 class Database:
     """Hands out pool connections for short units of work, with a bounded wait.
 
@@ -262,6 +269,13 @@ class Database:
         unit = _waiting.set(waiting)
         try:
             yield connection
+        except asyncpg.exceptions.TransactionRollbackError as error:
+            # A deadlock or a serialization failure: PostgreSQL ended this unit of work so that
+            # another could go on, and nothing of it was written. Lock orders are meant to rule
+            # deadlocks out (a user's row before their other rows), so say so loudly; the
+            # client is told to try again, never given a 500.
+            log.warning("the database rolled back a unit of work: %s", describe(error))
+            raise concurrent_change() from None
         except Exception as error:
             kind = outage_of(error)
             if kind is not None:
