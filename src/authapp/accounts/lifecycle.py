@@ -135,8 +135,12 @@ async def request_password_reset(
 
 async def _reset_target(connection: Connection, token: str, *, spending: bool = False) -> User:
     """The user a live reset link resets: it must have been mailed to their address as it is
-    now, so a link sent to an address the account has left opens nothing."""
-    found = await check_link(connection, token, "reset_password", spending=spending)
+    now, so a link sent to an address the account has left opens nothing. `spending`: the
+    link is spent too (the caller's transaction undoes that if it fails)."""
+    if spending:
+        found = await spend_link(connection, token, "reset_password")
+    else:
+        found = await check_link(connection, token, "reset_password")
     user = await select_user_by_id(connection, found.user_id)
     if user is None or not user.is_active or email_key(found.email) != user.email_key:
         raise token_invalid()
@@ -161,10 +165,9 @@ async def reset_password(
     )
     new_hash = await hashing.hash(password)  # outside the transaction: it holds no connection
     async with db.transaction() as connection:
-        # Again, now locked: one use only, and the address may have changed meanwhile.
+        # Again, now locked and spent: one use only, and the address may have changed meanwhile.
         if (await _reset_target(connection, token, spending=True)).id != user.id:
             raise token_invalid()
-        await spend_link(connection, token, "reset_password")
         now = clock.utcnow()
         await update_user_password_hash(connection, user.id, new_hash, now)
         await update_user_attempts_cleared(connection, user.id)  # the mailbox proved it: unlock
