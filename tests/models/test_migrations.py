@@ -53,13 +53,14 @@ async def add_user(connection: asyncpg.Connection, email: str) -> str:
     return str(user_id)
 
 
-async def add_user_with_key(connection: asyncpg.Connection, email: str) -> None:
-    await connection.execute(
+async def add_user_with_key(connection: asyncpg.Connection, email: str) -> str:
+    user_id = await connection.fetchval(
         """INSERT INTO users (email, email_key, password_hash, display_name)
-                VALUES ($1, $1, $2, 'X')""",
+                VALUES ($1, $1, $2, 'X') RETURNING id""",
         email,
         HASH,
     )
+    return str(user_id)
 
 
 async def test_5_keys_every_address_and_drops_the_locale_index(
@@ -124,12 +125,7 @@ async def test_10_binds_each_outstanding_link_to_its_users_stamp(
     await migrate(old_database, tmp_path / "migrations", 9)
     connection = await asyncpg.connect(old_database)
     try:
-        user_id = await connection.fetchval(
-            """INSERT INTO users (email, email_key, password_hash, display_name)
-                    VALUES ($1, $1, $2, 'X') RETURNING id""",
-            "jim@example.com",
-            HASH,
-        )
+        user_id = await add_user_with_key(connection, "jim@example.com")
         await connection.execute(
             """INSERT INTO email_tokens (id, user_id, purpose, email, created_at, expires_at)
                     VALUES ($1, $2, 'reset_password', 'jim@example.com', now(),
