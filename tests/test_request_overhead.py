@@ -5,17 +5,22 @@ a test rather than a sign-in."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
+import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import pytest
+import quart.app
 import quart_schema.conversion
 from itsdangerous import URLSafeSerializer, URLSafeTimedSerializer
 from quart import Quart
+from quart.asgi import ASGIHTTPConnection
 from quart.sessions import SecureCookieSessionInterface
 from quart.typing import TestClientProtocol as Client
 from quart_auth import QuartAuth
@@ -25,7 +30,13 @@ import authapp.extensions
 import authapp.web.guards
 from authapp.extensions import _model_dump
 from authapp.web.guards import AuthappAuth
-from authapp.web.wrappers import CachedSessionInterface, PlainSerializer, PlainTimedSerializer
+from authapp.web.wrappers import (
+    AuthappHTTPConnection,
+    AuthappQuart,
+    CachedSessionInterface,
+    PlainSerializer,
+    PlainTimedSerializer,
+)
 from tests.conftest import PASSWORD
 from tests.forms import csrf_from
 
@@ -282,3 +293,154 @@ def test_the_session_cookie_serializer_is_quart_auths_without_zlib(app: Quart) -
     assert issubclass(type(ours), _AuthSerializer)
     assert ours.loads(theirs.dumps("a" * 43)) == theirs.loads(ours.dumps("a" * 43)) == "a" * 43
     assert not ours.dumps("a" * 200).startswith(".")
+
+
+# --- Quart's own steps (web/wrappers.py: AuthappQuart, AuthappHTTPConnection) --------------
+
+
+def test_the_app_is_authapps_quart(app: Quart) -> None:
+    assert isinstance(app, AuthappQuart)
+    # From Python 3.12 `wait_for` makes no task, and Quart's own connection is as cheap.
+    ours = sys.version_info < (3, 12)
+    assert app.asgi_http_class is (AuthappHTTPConnection if ours else ASGIHTTPConnection)
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="the override serves Python 3.11 only")
+def test_the_connection_is_quarts_but_for_how_it_bounds_the_send() -> None:
+    """The override copies Quart's `handle_request`: an upgrade that changes it fails here."""
+    theirs = inspect.getsource(ASGIHTTPConnection.handle_request)
+    ours = inspect.getsource(AuthappHTTPConnection.handle_request)
+    bounded = (
+        "            await asyncio.wait_for(self._send_response(send, response), timeout=timeout)\n"
+    )
+    assert bounded in theirs
+    assert (
+        ours.replace("response: ResponseTypes = await", "response = await").replace(
+            "            async with asyncio.timeout(timeout):\n"
+            "                await self._send_response(send, response)\n",
+            bounded,
+        )
+        == theirs
+    )
+
+
+async def _serve_once(
+    app: Quart, path: str, send: Callable[[dict[str, Any]], Awaitable[None]]
+) -> None:
+    """One request, over ASGI as Hypercorn calls the app; the client stays until it ends."""
+    done = asyncio.Event()
+    asked = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"localhost")], "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80), "extensions": {},
+    }  # fmt: skip
+    try:
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    finally:
+        done.set()
+
+
+async def test_an_answer_is_sent_by_the_task_that_made_it() -> None:
+    """No task of its own per answer (Quart's `wait_for`, on Python 3.11)."""
+    app = AuthappQuart(__name__)
+    tasks: dict[str, asyncio.Task[Any] | None] = {}
+
+    @app.get("/")
+    async def index() -> str:
+        tasks["view"] = asyncio.current_task()
+        return "hello"
+
+    async def send(message: dict[str, Any]) -> None:
+        tasks.setdefault("send", asyncio.current_task())
+
+    await _serve_once(app, "/", send)
+    assert tasks["send"] is not None
+    assert tasks["send"] is tasks["view"]
+
+
+async def test_a_send_that_stalls_is_still_abandoned_at_the_response_timeout() -> None:
+    app = AuthappQuart(__name__)
+    app.config["RESPONSE_TIMEOUT"] = 0.2
+    sent: list[str] = []
+
+    @app.get("/")
+    async def index() -> str:
+        return "hello"
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+        if message["type"] == "http.response.body":
+            await asyncio.sleep(60)  # a client that stopped reading
+
+    started = time.monotonic()
+    await asyncio.wait_for(_serve_once(app, "/", send), timeout=10)
+    assert time.monotonic() - started < 5
+    assert sent == ["http.response.start", "http.response.body"]
+
+
+class _Resource:
+    async def fetch(self) -> str:
+        return "async method"
+
+    def read(self) -> str:
+        return "sync method"
+
+    async def __call__(self) -> str:
+        return "async callable"
+
+
+async def _fetch(value: str) -> str:
+    return value
+
+
+def _read() -> str:
+    return "sync"
+
+
+async def test_ensure_async_answers_as_quarts_and_skips_its_check_for_async_defs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ours, theirs = AuthappQuart(__name__), Quart(__name__)
+    resource = _Resource()
+
+    @functools.wraps(_fetch)
+    def wrapped(value: str) -> Awaitable[str]:  # sync, returning an awaitable
+        return _fetch(value)
+
+    callables: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
+        (_fetch, ("f",)), (resource.fetch, ()), (_read, ()), (resource.read, ()),
+        (resource, ()), (functools.partial(_fetch, "p"), ()), (wrapped, ("w",)),
+    ]  # fmt: skip
+    for func, args in callables:
+        made, stock = ours.ensure_async(func), theirs.ensure_async(func)
+        assert (made is func) == (stock is func), func
+        async with ours.app_context(), theirs.app_context():
+            assert await _outcome(made(*args)) == await _outcome(stock(*args))
+    # A plain async def never reaches Quart's check (the instructions it cost).
+    monkeypatch.setattr(quart.app, "iscoroutinefunction", _refuse)
+    assert ours.ensure_async(_fetch) is _fetch
+    assert ours.ensure_async(resource.fetch) == resource.fetch
+    with pytest.raises(AssertionError, match="asked"):
+        theirs.ensure_async(_fetch)
+
+
+async def _outcome(awaitable: Awaitable[Any]) -> Any:
+    """What a call comes to (Quart runs an object with an async __call__ as a sync function,
+    on a thread, and answers the coroutine it returns, as ours does)."""
+    result = await awaitable
+    return await result if inspect.iscoroutine(result) else result
+
+
+def _refuse(func: object) -> bool:
+    raise AssertionError(f"asked of {func!r}")

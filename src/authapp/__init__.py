@@ -51,6 +51,7 @@ from .web.keepalive import EdgeMiddleware
 from .web.schemas import NoContent
 from .web.templating import init_templating
 from .web.wrappers import (
+    AuthappQuart,
     AuthappRequest,
     CachedSessionInterface,
     refuse_oversized_headers,
@@ -103,7 +104,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     settings = resolve_settings(config)
     configure_logging(settings)
 
-    app = Quart(
+    app = AuthappQuart(
         __name__,
         instance_path=settings.instance_path,
         # The pages' templates and files are the HTTP edge's (mail's templates are there too).
